@@ -1,0 +1,269 @@
+import { join } from 'node:path';
+import { Role } from '../role/role';
+import { TempDir } from '../../test/support/temp-files';
+import { ConfigError, loadConfig } from './config.loader';
+
+const ORIGINAL = join(__dirname, '../../test/fixtures/original');
+const CONFIGS = join(__dirname, '../../configs');
+
+function problemsOf(env: NodeJS.ProcessEnv): string[] {
+  try {
+    loadConfig(env);
+  } catch (e) {
+    if (e instanceof ConfigError) return [...e.problems];
+    throw e;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  let tmp: TempDir;
+  beforeEach(() => (tmp = new TempDir()));
+  afterEach(() => tmp.cleanup());
+
+  it('with nothing set runs the embedded all-in-one on 8080 with the documented defaults', () => {
+    const { config, warnings } = loadConfig({});
+    expect([...config.roles].sort()).toEqual([Role.Executor, Role.Scheduler, Role.Server]);
+    expect(config.port).toBe(8080);
+    expect(config.providers.repo).toMatchObject({ provider: 'pglite', partitions: 5, dataDir: './.karya/data' });
+    expect(config.providers.lock).toMatchObject({ provider: 'memory', waitTime: 1000, leaseTime: 5000 });
+    expect(config.providers.queue.provider).toBe('memory');
+    expect(config.server).toEqual({ port: 8080, strictMode: true, maxChainedDepth: 2, metricsEnabled: true });
+    expect(config.scheduler).toMatchObject({ workers: 3, channelCapacity: 10, pollFrequency: 300, executionBuffer: 1000 });
+    expect(config.scheduler.repoPartitions).toBeUndefined();
+    expect(config.executor.connectors.map((c) => c.type)).toEqual(['restapi', 'chained']);
+    expect(config.executor.retry).toEqual({ initialDelay: 1000, multiplier: 2, maxDelay: 300000, jitter: 0.2 });
+    expect(warnings).toEqual([]);
+  });
+
+  it("loads the original Karya's four sample files unchanged", () => {
+    const { config, warnings } = loadConfig({
+      KARYA_ROLE: 'server',
+      KARYA_PROVIDERS_CONFIG_PATH: join(ORIGINAL, 'psql-redis-rabbitmq.providers.yml'),
+      KARYA_SERVER_CONFIG_PATH: join(ORIGINAL, 'server.yml'),
+      KARYA_SCHEDULER_CONFIG_PATH: join(ORIGINAL, 'scheduler.yml'),
+      KARYA_EXECUTOR_CONFIG_PATH: join(ORIGINAL, 'executor.yml'),
+    });
+    expect(warnings).toEqual([]);
+    expect(config.providers.repo).toEqual({
+      provider: 'psql',
+      partitions: 5,
+      url: 'postgres://karya:karya@localhost:5432/karya',
+      poolSize: 10,
+      connectionTimeout: 5000,
+      dataDir: './.karya/data',
+    });
+    expect(config.providers.lock).toEqual({
+      provider: 'redis',
+      waitTime: 1000,
+      leaseTime: 5000,
+      clusterMode: false,
+      clusterNodes: ['redis://localhost:6379'],
+      password: 'karya',
+      connectTimeout: 5000,
+    });
+    expect(config.providers.queue).toEqual({
+      provider: 'rabbitmq',
+      username: 'karya',
+      password: 'karya',
+      virtualHost: '/',
+      clusterNodes: ['localhost:5672'],
+    });
+    expect(config.server).toEqual({ port: 8080, strictMode: true, maxChainedDepth: 2, metricsEnabled: true });
+    expect(config.scheduler).toEqual({
+      threadCount: 2,
+      workers: 3,
+      channelCapacity: 10,
+      pollFrequency: 300,
+      executionBuffer: 1000,
+      repoPartitions: [1, 2, 3, 4, 5],
+      metricsEnabled: true,
+    });
+    expect(config.executor.metricsEnabled).toBe(true);
+    expect(config.executor.connectors).toEqual([
+      { type: 'restapi', configs: { keepAliveTime: 3000, connectionTimeout: 1000, connectionAttempts: 3 } },
+      { type: 'slack', configs: { token: 'xoxb-your-slack-token' } },
+      {
+        type: 'email',
+        configs: {
+          username: 'your-email@gmail.com',
+          password: 'your-app-password',
+          smtp: {
+            'mail.smtp.auth': 'true',
+            'mail.smtp.starttls.enable': 'true',
+            'mail.smtp.host': 'smtp.gmail.com',
+            'mail.smtp.port': '587',
+          },
+        },
+      },
+      { type: 'kafka', configs: { 'bootstrap.servers': 'localhost:9092' } },
+      { type: 'chained', configs: {} },
+    ]);
+  });
+
+  it("loads the original's clustered providers file, using the first JDBC host and warning about the rest", () => {
+    const { config, warnings } = loadConfig({
+      KARYA_ROLE: 'all',
+      KARYA_PROVIDERS_CONFIG_PATH: join(ORIGINAL, 'psql-redis-rabbitmq.clustered.providers.yml'),
+    });
+    expect(config.providers.repo.url).toBe('postgres://karya:karya@localhost:5432/karya');
+    expect(warnings).toEqual([expect.stringContaining('lists 2 hosts')]);
+    expect(config.providers.lock.clusterMode).toBe(true);
+    expect(config.providers.lock.clusterNodes).toHaveLength(3);
+    expect(config.providers.queue.clusterNodes).toEqual(['localhost:5672', 'localhost:5673']);
+  });
+
+  it.each(['embedded', 'postgres-redis-rabbitmq'])('loads the project sample set configs/%s', (set) => {
+    const dir = join(CONFIGS, set);
+    const { config } = loadConfig({
+      KARYA_ROLE: set === 'embedded' ? 'all' : 'scheduler',
+      KARYA_PROVIDERS_CONFIG_PATH: join(dir, 'providers.yml'),
+      KARYA_SERVER_CONFIG_PATH: join(dir, 'server.yml'),
+      KARYA_SCHEDULER_CONFIG_PATH: join(dir, 'scheduler.yml'),
+      KARYA_EXECUTOR_CONFIG_PATH: join(dir, 'executor.yml'),
+    });
+    expect(config.providers.repo.provider).toBe(set === 'embedded' ? 'pglite' : 'psql');
+  });
+
+  it("accepts the original docs' spellings chainedDepth and monitoringEnabled", () => {
+    const server = tmp.write('server.yml', 'application:\n  chainedDepth: 4\n  monitoringEnabled: false\n');
+    const { config } = loadConfig({ KARYA_SERVER_CONFIG_PATH: server });
+    expect(config.server.maxChainedDepth).toBe(4);
+    expect(config.server.metricsEnabled).toBe(false);
+  });
+
+  it('treats an empty file as all defaults', () => {
+    const server = tmp.write('server.yml', '');
+    expect(loadConfig({ KARYA_SERVER_CONFIG_PATH: server }).config.server.port).toBe(8080);
+  });
+
+  it('accepts repo.partitions under properties as config.md lists it', () => {
+    const p = tmp.write('p.yml', 'repo:\n  provider: pglite\n  properties:\n    partitions: 7\n    dataDir: memory\n');
+    expect(loadConfig({ KARYA_PROVIDERS_CONFIG_PATH: p }).config.providers.repo).toMatchObject({ partitions: 7, dataDir: 'memory' });
+  });
+
+  it('reports every problem of every file at once, naming file, key and expected type', () => {
+    const providers = tmp.write(
+      'providers.yml',
+      'repo:\n  provider: psql\n  partitions: "five"\nlock:\n  provider: redis\n  properties:\n    waitTime: soon\n    colour: blue\nqueue:\n  provider: sqs\n',
+    );
+    const server = tmp.write('server.yml', 'application:\n  port: "8080"\n  strictMode: yes-please\n');
+    const scheduler = tmp.write('scheduler.yml', 'application:\n  fetcher:\n    repoPartitions: [1, "two"]\n');
+    const executor = tmp.write('executor.yml', 'application:\n  connectors:\n    - type: sms\n      configs: {}\n');
+    const problems = problemsOf({
+      KARYA_PROVIDERS_CONFIG_PATH: providers,
+      KARYA_SERVER_CONFIG_PATH: server,
+      KARYA_SCHEDULER_CONFIG_PATH: scheduler,
+      KARYA_EXECUTOR_CONFIG_PATH: executor,
+    });
+    const expected = [
+      /^providers\.yml \(KARYA_PROVIDERS_CONFIG_PATH=.*\): repo\.partitions: expected an integer.*got string "five"$/,
+      /^providers\.yml .*: lock\.properties\.waitTime: expected an integer.*got string "soon"$/,
+      /^providers\.yml .*: lock\.properties\.colour: unknown key$/,
+      /^providers\.yml .*: queue\.provider: expected one of rabbitmq, memory, got string "sqs"$/,
+      /^server\.yml .*: application\.port: expected an integer.*got string "8080"$/,
+      /^server\.yml .*: application\.strictMode: expected a boolean.*got string "yes-please"$/,
+      /^scheduler\.yml .*: application\.fetcher\.repoPartitions: .*list of integers.*got a list \[1,"two"\]$/,
+      /^executor\.yml .*: application\.connectors\[0\]\.type: expected one of restapi, slack, email, kafka, chained, got string "sms"$/,
+    ];
+    for (const pattern of expected) expect(problems).toContainEqual(expect.stringMatching(pattern));
+    expect(problems).toHaveLength(expected.length);
+  });
+
+  it('names the missing file, invalid YAML and a non-map document', () => {
+    const bad = tmp.write('bad.yml', 'application: [unclosed\n');
+    const list = tmp.write('list.yml', '- 1\n- 2\n');
+    const problems = problemsOf({
+      KARYA_PROVIDERS_CONFIG_PATH: join(tmp.path, 'nope.yml'),
+      KARYA_SERVER_CONFIG_PATH: bad,
+      KARYA_SCHEDULER_CONFIG_PATH: list,
+    });
+    expect(problems).toEqual([
+      expect.stringMatching(/^providers\.yml \(KARYA_PROVIDERS_CONFIG_PATH=.*nope\.yml\): cannot read file: ENOENT$/),
+      expect.stringMatching(/^server\.yml .*: not valid YAML: /),
+      expect.stringMatching(/^scheduler\.yml .*: expected a map at the top level, got a list/),
+    ]);
+  });
+
+  it('never prints a secret in an error message', () => {
+    const p = tmp.write('p.yml', 'queue:\n  provider: rabbitmq\n  properties:\n    password: 12345678\n');
+    const problems = problemsOf({ KARYA_PROVIDERS_CONFIG_PATH: p });
+    expect(problems).toEqual([expect.stringContaining('queue.properties.password: expected a string, got (hidden)')]);
+    expect(problems.join()).not.toContain('12345678');
+  });
+
+  it('checks connector configs per type, unknown keys, duplicates and partition ranges', () => {
+    const executor = tmp.write(
+      'executor.yml',
+      'application:\n  connectors:\n    - type: restapi\n      configs:\n        keepAliveTime: long\n        retries: 3\n    - type: restapi\n      configs: {}\n    - type: kafka\n      configs:\n        bootstrap.servers: 9092\n',
+    );
+    const scheduler = tmp.write('scheduler.yml', 'application:\n  fetcher:\n    repoPartitions: [1, 9]\n');
+    const problems = problemsOf({ KARYA_EXECUTOR_CONFIG_PATH: executor, KARYA_SCHEDULER_CONFIG_PATH: scheduler });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/application\.connectors\[0\]\.configs\.keepAliveTime: expected an integer.*got string "long"/),
+        expect.stringMatching(/application\.connectors\[0\]\.configs\.retries: unknown key/),
+        expect.stringMatching(/application\.connectors\[1\]\.type: connector "restapi" is listed twice/),
+        expect.stringMatching(/application\.connectors\[2\]\.configs\.bootstrap\.servers: expected a string, got number 9092/),
+        expect.stringMatching(/repoPartitions\[1\]: expected a partition in 1\.\.5 .* got 9/),
+      ]),
+    );
+    expect(problems).toHaveLength(5);
+  });
+
+  it('rejects malformed node addresses and a non-postgres url', () => {
+    const p = tmp.write(
+      'p.yml',
+      'repo:\n  provider: psql\n  properties:\n    url: "mysql://x"\nlock:\n  provider: redis\n  properties:\n    clusterNodes: ["localhost:6379"]\nqueue:\n  provider: rabbitmq\n  properties:\n    clusterNodes: ["amqp://localhost"]\n',
+    );
+    expect(problemsOf({ KARYA_PROVIDERS_CONFIG_PATH: p, KARYA_ROLE: 'server' })).toEqual([
+      expect.stringContaining('repo.properties.url: expected a postgres:// URL'),
+      expect.stringContaining('lock.properties.clusterNodes[0]: expected redis://host:port, got "localhost:6379"'),
+      expect.stringContaining('queue.properties.clusterNodes[0]: expected host:port, got "amqp://localhost"'),
+    ]);
+  });
+
+  describe('ports', () => {
+    const real = join(ORIGINAL, 'psql-redis-rabbitmq.providers.yml');
+    it.each([
+      ['all', undefined, 8080],
+      ['server', undefined, 8080],
+      ['scheduler', undefined, 8081],
+      ['executor', undefined, 8082],
+      ['scheduler,executor', undefined, 8081],
+      ['server,executor', undefined, 8080],
+      ['scheduler', '9000', 9000],
+    ])('role %s with PORT=%s listens on %d', (role, port, expected) => {
+      const env: NodeJS.ProcessEnv = { KARYA_ROLE: role, KARYA_PROVIDERS_CONFIG_PATH: real };
+      if (port) env.PORT = port;
+      expect(loadConfig(env).config.port).toBe(expected);
+    });
+
+    it("uses server.yml's port when the role includes server", () => {
+      const server = tmp.write('server.yml', 'application:\n  port: 9191\n');
+      expect(loadConfig({ KARYA_SERVER_CONFIG_PATH: server }).config.port).toBe(9191);
+    });
+
+    it('rejects a PORT that is not a port', () => {
+      expect(problemsOf({ PORT: 'eighty' })).toEqual(['environment: PORT: expected an integer port 0..65535, got "eighty"']);
+    });
+  });
+
+  it('refuses embedded providers with a role other than all, saying why', () => {
+    const problems = problemsOf({ KARYA_ROLE: 'scheduler' });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/KARYA_ROLE=scheduler cannot use the embedded provider\(s\) repo: pglite, lock: memory, queue: memory/);
+    expect(problems[0]).toMatch(/inside one process/);
+  });
+
+  it('reports an unknown role together with file problems, listing the valid roles', () => {
+    const server = tmp.write('server.yml', 'application:\n  port: x\n');
+    const problems = problemsOf({ KARYA_ROLE: 'worker', KARYA_SERVER_CONFIG_PATH: server });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/Unknown KARYA_ROLE value "worker".*valid roles are server, scheduler, executor, all/),
+        expect.stringMatching(/application\.port: expected an integer/),
+      ]),
+    );
+  });
+});

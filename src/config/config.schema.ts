@@ -1,0 +1,234 @@
+import { applyDecorators } from '@nestjs/common';
+import { Type } from 'class-transformer';
+import {
+  ArrayMinSize,
+  IsArray,
+  IsBoolean,
+  IsIn,
+  IsInt,
+  IsNumber,
+  IsObject,
+  IsOptional,
+  IsString,
+  Max,
+  Min,
+  ValidateNested,
+} from 'class-validator';
+
+/**
+ * The raw shapes of Karya's four YAML files, as the original wrote them, checked with class-validator.
+ * Dotted keys (`dataSource.user`, `connection.timeout`, `bootstrap.servers`) are literal key names in
+ * those files, not paths, so they appear here as quoted property names.
+ *
+ * Every key is optional: a missing key takes the default (config.loader.ts). Unknown keys are errors
+ * (whitelist + forbidNonWhitelisted), except inside pass-through maps (`hikari`, `smtp`) whose other keys
+ * belong to HikariCP / JavaMail and are accepted and ignored.
+ */
+
+const Int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  applyDecorators(
+    IsOptional(),
+    IsInt({ message: 'expected an integer' }),
+    Min(min, { message: `expected an integer >= ${min}` }),
+    Max(max, { message: `expected an integer <= ${max}` }),
+  );
+const Num = (min: number, max: number) =>
+  applyDecorators(
+    IsOptional(),
+    IsNumber({ allowNaN: false, allowInfinity: false }, { message: 'expected a number' }),
+    Min(min, { message: `expected a number >= ${min}` }),
+    Max(max, { message: `expected a number <= ${max}` }),
+  );
+const Bool = () => applyDecorators(IsOptional(), IsBoolean({ message: 'expected a boolean (true or false)' }));
+const Str = () => applyDecorators(IsOptional(), IsString({ message: 'expected a string' }));
+const OneOf = (values: readonly string[]) =>
+  applyDecorators(IsString({ message: `expected a string, one of ${values.join(', ')}` }), IsIn([...values], {
+    message: `expected one of ${values.join(', ')}`,
+  }));
+const StrList = () =>
+  applyDecorators(
+    IsOptional(),
+    IsArray({ message: 'expected a list of strings' }),
+    ArrayMinSize(1, { message: 'expected a non-empty list' }),
+    IsString({ each: true, message: 'expected a list of strings' }),
+  );
+const Nested = (cls: () => new () => object) =>
+  applyDecorators(IsOptional(), IsObject({ message: 'expected a map' }), ValidateNested(), Type(cls));
+const Map = () => applyDecorators(IsOptional(), IsObject({ message: 'expected a map' }));
+
+// ---------------------------------------------------------------- providers.yml
+
+export const REPO_PROVIDERS = ['psql', 'pglite'] as const;
+export const LOCK_PROVIDERS = ['redis', 'memory'] as const;
+export const QUEUE_PROVIDERS = ['rabbitmq', 'memory'] as const;
+
+/** The HikariCP keys we translate into a pg connection; other Hikari keys are accepted and ignored. */
+export class HikariKnownKeys {
+  @Str() 'dataSource.user'?: string;
+  @Str() 'dataSource.password'?: string;
+  @Str() 'dataSource.databaseName'?: string;
+  @Int(1, 65535) 'dataSource.portNumber'?: number;
+  @Str() 'dataSource.serverName'?: string;
+  @Str() 'dataSource.url'?: string;
+  @Int(1, 1000) maximumPoolSize?: number;
+  @Int(0) connectionTimeout?: number;
+}
+
+export class RepoProperties {
+  /** The original kept `partitions` beside `provider`; config.md lists it under properties: accept both. */
+  @Int(1, 1024) partitions?: number;
+  @Str() url?: string;
+  @Map() hikari?: Record<string, unknown>;
+  @Int(1, 1000) poolSize?: number;
+  @Str() dataDir?: string;
+}
+
+export class RepoSection {
+  @OneOf(REPO_PROVIDERS) provider!: string;
+  @Int(1, 1024) partitions?: number;
+  @Nested(() => RepoProperties) properties?: RepoProperties;
+}
+
+export class LockProperties {
+  @Bool() clusterMode?: boolean;
+  @StrList() clusterNodes?: string[];
+  @Str() password?: string;
+  @Int(0) waitTime?: number;
+  @Int(1) leaseTime?: number;
+  @Int(0) 'connection.timeout'?: number;
+  /** Redisson pool settings: ioredis multiplexes one connection, so these are accepted and unused. */
+  @Int(1) 'connection.poolSize'?: number;
+  @Int(0) 'connection.minimumIdleSize'?: number;
+}
+
+export class LockSection {
+  @OneOf(LOCK_PROVIDERS) provider!: string;
+  @Nested(() => LockProperties) properties?: LockProperties;
+}
+
+export class QueueProperties {
+  @Str() username?: string;
+  @Str() password?: string;
+  @Str() virtualHost?: string;
+  @StrList() clusterNodes?: string[];
+}
+
+export class QueueSection {
+  @OneOf(QUEUE_PROVIDERS) provider!: string;
+  @Nested(() => QueueProperties) properties?: QueueProperties;
+}
+
+export class ProvidersFile {
+  @Nested(() => RepoSection) repo?: RepoSection;
+  @Nested(() => LockSection) lock?: LockSection;
+  @Nested(() => QueueSection) queue?: QueueSection;
+}
+
+// ---------------------------------------------------------------- server.yml
+
+export class ServerApplication {
+  @Int(1, 65535) port?: number;
+  @Bool() strictMode?: boolean;
+  @Int(0, 100) maxChainedDepth?: number;
+  /** Spelling used by the original's docs. */
+  @Int(0, 100) chainedDepth?: number;
+  @Bool() metricsEnabled?: boolean;
+  /** Spelling used by the original's docs. */
+  @Bool() monitoringEnabled?: boolean;
+}
+
+export class ServerFile {
+  @Nested(() => ServerApplication) application?: ServerApplication;
+}
+
+// ---------------------------------------------------------------- scheduler.yml
+
+export class FetcherSection {
+  @Int(1) channelCapacity?: number;
+  @Int(1) pollFrequency?: number;
+  @Int(0) executionBuffer?: number;
+  @IsOptional()
+  @IsArray({ message: 'expected a list of integers' })
+  @ArrayMinSize(1, { message: 'expected a non-empty list' })
+  @IsInt({ each: true, message: 'expected a list of integers' })
+  @Min(1, { each: true, message: 'expected partition numbers >= 1' })
+  repoPartitions?: number[];
+}
+
+export class SchedulerApplication {
+  @Bool() metricsEnabled?: boolean;
+  @Bool() monitoringEnabled?: boolean;
+  @Int(1) threadCount?: number;
+  @Int(1) workers?: number;
+  @Nested(() => FetcherSection) fetcher?: FetcherSection;
+}
+
+export class SchedulerFile {
+  @Nested(() => SchedulerApplication) application?: SchedulerApplication;
+}
+
+// ---------------------------------------------------------------- executor.yml
+
+export const CONNECTOR_TYPES = ['restapi', 'slack', 'email', 'kafka', 'chained'] as const;
+
+export class ConnectorEntry {
+  @OneOf(CONNECTOR_TYPES) type!: string;
+  /** Checked per type against the classes below (config.loader.ts). */
+  @Map() configs?: Record<string, unknown>;
+}
+
+export class RestApiConnectorConfigs {
+  @Int(0) keepAliveTime?: number;
+  @Int(0) connectionTimeout?: number;
+  @Int(1) connectionAttempts?: number;
+}
+
+export class SlackConnectorConfigs {
+  @Str() token?: string;
+  @Str() apiUrl?: string;
+}
+
+export class EmailConnectorConfigs {
+  @Str() username?: string;
+  @Str() password?: string;
+  @Str() from?: string;
+  /** JavaMail `mail.smtp.*` properties; values are strings in the original's sample. */
+  @Map() smtp?: Record<string, unknown>;
+}
+
+export class KafkaConnectorConfigs {
+  @Str() 'bootstrap.servers'?: string;
+}
+
+export class ChainedConnectorConfigs {}
+
+export const CONNECTOR_CONFIG_CLASSES: Record<(typeof CONNECTOR_TYPES)[number], new () => object> = {
+  restapi: RestApiConnectorConfigs,
+  slack: SlackConnectorConfigs,
+  email: EmailConnectorConfigs,
+  kafka: KafkaConnectorConfigs,
+  chained: ChainedConnectorConfigs,
+};
+
+export class RetrySection {
+  @Int(0) initialDelay?: number;
+  @Num(1, 100) multiplier?: number;
+  @Int(0) maxDelay?: number;
+  @Num(0, 1) jitter?: number;
+}
+
+export class ExecutorApplication {
+  @Bool() metricsEnabled?: boolean;
+  @Bool() monitoringEnabled?: boolean;
+  @IsOptional()
+  @IsArray({ message: 'expected a list of {type, configs} maps' })
+  @ValidateNested({ each: true })
+  @Type(() => ConnectorEntry)
+  connectors?: ConnectorEntry[];
+  @Nested(() => RetrySection) retry?: RetrySection;
+  @Int(1, 10000) concurrency?: number;
+}
+
+export class ExecutorFile {
+  @Nested(() => ExecutorApplication) application?: ExecutorApplication;
+}

@@ -1,0 +1,110 @@
+import { Role } from '../role/role';
+
+/**
+ * Typed, validated configuration handed out through DI. Built once by `loadConfig()` (config.loader.ts)
+ * before Nest boots, because the module graph itself depends on it (role, providers). Every class here is
+ * used directly as a DI token; nothing outside config.loader.ts reads process.env or the YAML files.
+ */
+
+export type RepoProvider = 'psql' | 'pglite';
+export type LockProvider = 'redis' | 'memory';
+export type QueueProvider = 'rabbitmq' | 'memory';
+
+export class RepoConfig {
+  provider!: RepoProvider;
+  /** Number of task partitions; tasks carry partition_key in 1..partitions. */
+  partitions!: number;
+  /** psql: libpq-style connection URL (postgres://user:pass@host:port/db), built from `url` or `hikari`. */
+  url?: string;
+  /** psql: maximum pool size (hikari.maximumPoolSize). */
+  poolSize!: number;
+  /** psql: connect timeout in ms (hikari.connectionTimeout). */
+  connectionTimeout!: number;
+  /** pglite: data directory, or 'memory' for an in-memory database. */
+  dataDir!: string;
+}
+
+export class LockConfig {
+  provider!: LockProvider;
+  /** ms to wait for a lock before giving up. */
+  waitTime!: number;
+  /** ms after which an unreleased lock lapses by itself. */
+  leaseTime!: number;
+  clusterMode!: boolean;
+  /** redis://host:port URLs; single-node mode uses the first. */
+  clusterNodes!: string[];
+  /** Applied in both modes (the original applied it only in cluster mode: a bug, not a feature). */
+  password?: string;
+  /** ms to wait for a Redis connection (connection.timeout). */
+  connectTimeout!: number;
+}
+
+export class QueueConfig {
+  provider!: QueueProvider;
+  username!: string;
+  password!: string;
+  virtualHost!: string;
+  /** host:port list; amqp-connection-manager fails over between them. */
+  clusterNodes!: string[];
+}
+
+export class ProvidersConfig {
+  repo!: RepoConfig;
+  lock!: LockConfig;
+  queue!: QueueConfig;
+}
+
+export class ServerConfig {
+  port!: number;
+  strictMode!: boolean;
+  maxChainedDepth!: number;
+  metricsEnabled!: boolean;
+}
+
+export class SchedulerConfig {
+  /** Accepted for compatibility; Node has no thread pool to size (documented in README). */
+  threadCount!: number;
+  workers!: number;
+  channelCapacity!: number;
+  pollFrequency!: number;
+  executionBuffer!: number;
+  /** Partition keys this scheduler claims from; undefined means all of 1..partitions. */
+  repoPartitions?: number[];
+  metricsEnabled!: boolean;
+}
+
+export type ConnectorType = 'restapi' | 'slack' | 'email' | 'kafka' | 'chained';
+
+export class ConnectorConfig {
+  type!: ConnectorType;
+  /** Connector-specific settings, validated by the loader per type (see config.schema.ts). */
+  configs!: Record<string, unknown>;
+}
+
+export class RetryConfig {
+  /** ms before the first retry. */
+  initialDelay!: number;
+  multiplier!: number;
+  /** Upper bound of one delay, ms. */
+  maxDelay!: number;
+  /** Fraction of the delay added or removed at random, 0..1. */
+  jitter!: number;
+}
+
+export class ExecutorConfig {
+  metricsEnabled!: boolean;
+  connectors!: ConnectorConfig[];
+  retry!: RetryConfig;
+  /** Messages an executor holds at once (queue prefetch). */
+  concurrency!: number;
+}
+
+export class KaryaConfig {
+  roles!: ReadonlySet<Role>;
+  /** The port this process listens on (PORT, else by role; see config.md). */
+  port!: number;
+  providers!: ProvidersConfig;
+  server!: ServerConfig;
+  scheduler!: SchedulerConfig;
+  executor!: ExecutorConfig;
+}

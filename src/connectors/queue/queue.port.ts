@@ -1,0 +1,59 @@
+/**
+ * The message-queue port. Used as its own DI token. Three logical queues, named as in the original's
+ * RabbitMQ topology: the executor queue (tasks to run), the hooks queue (hook actions to run) and the
+ * dead-letter queue (messages that must not be retried, with the reason).
+ *
+ * Semantics every adapter must honour (proved by queue.contract.ts against each adapter):
+ * - `publish` resolves only once the broker has taken responsibility for the message (publisher
+ *   confirm on RabbitMQ); messages are durable where the adapter can be.
+ * - Delivery is at-least-once: a message handed to a consumer that stops before settling it is
+ *   delivered again to another consumer.
+ * - A handler that resolves acknowledges the message. A handler that rejects sends the message to the
+ *   dead-letter queue with the error message as reason, then acknowledges it: nothing is requeued in a loop.
+ * - At most `prefetch` messages are in a consumer's hands at once.
+ */
+export enum QueueName {
+  Executor = 'executor',
+  Hooks = 'hooks',
+  DeadLetter = 'dead-letter',
+}
+
+export const ALL_QUEUES: readonly QueueName[] = [QueueName.Executor, QueueName.Hooks, QueueName.DeadLetter];
+
+/** JSON-serialisable message body. */
+export type QueueMessage = Record<string, unknown>;
+
+export interface Delivery {
+  readonly queue: QueueName;
+  readonly message: QueueMessage;
+  /** True when the broker says this message was handed out before (RabbitMQ's `redelivered` flag). */
+  readonly redelivered: boolean;
+  /** Set on messages of the dead-letter queue: why they were dead-lettered. */
+  readonly deadLetterReason?: string;
+  /** Set on messages of the dead-letter queue: the queue they were first published to. */
+  readonly originalQueue?: QueueName;
+}
+
+export type DeliveryHandler = (delivery: Delivery) => Promise<void>;
+
+export interface ConsumeOptions {
+  /** Maximum unsettled messages held by this consumer. */
+  prefetch: number;
+}
+
+export interface Consumer {
+  /** Stops receiving; waits for handlers already running to settle. Unsettled messages are redelivered. */
+  cancel(): Promise<void>;
+}
+
+export abstract class TaskQueue {
+  abstract publish(queue: QueueName, message: QueueMessage): Promise<void>;
+  abstract publishBatch(queue: QueueName, messages: readonly QueueMessage[]): Promise<void>;
+  /** Dead-letters a message explicitly (e.g. poison message), recording the reason. */
+  abstract deadLetter(from: QueueName, message: QueueMessage, reason: string): Promise<void>;
+  abstract consume(queue: QueueName, handler: DeliveryHandler, options: ConsumeOptions): Promise<Consumer>;
+  /** Cheap liveness probe for /health: resolves when the broker is connected, rejects otherwise. */
+  abstract ping(): Promise<void>;
+  /** Cancels every consumer (letting running handlers settle) and closes connections. */
+  abstract close(): Promise<void>;
+}

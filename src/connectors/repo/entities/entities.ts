@@ -1,0 +1,7 @@
+import { ErrorLogEntity } from './error-log.entity';
+import { PlanEntity } from './plan.entity';
+import { TaskEntity } from './task.entity';
+import { UserEntity } from './user.entity';
+
+/** Every entity TypeORM must know about; the one list the data source and tests share. */
+export const KARYA_ENTITIES = [UserEntity, PlanEntity, TaskEntity, ErrorLogEntity];

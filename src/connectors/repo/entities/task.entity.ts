@@ -1,0 +1,46 @@
+import { Column, Entity, PrimaryColumn } from 'typeorm';
+
+export enum TaskStatus {
+  Created = 'CREATED',
+  Processing = 'PROCESSING',
+  Success = 'SUCCESS',
+  Failure = 'FAILURE',
+  Cancelled = 'CANCELLED',
+}
+
+/**
+ * One scheduled occurrence of a plan. The table is hash-partitioned on partition_key, so the primary
+ * key must include it (a Postgres rule for partitioned tables).
+ */
+@Entity({ name: 'tasks' })
+export class TaskEntity {
+  @PrimaryColumn('uuid')
+  id!: string;
+
+  @PrimaryColumn({ name: 'partition_key', type: 'int' })
+  partitionKey!: number;
+
+  @Column({ name: 'plan_id', type: 'uuid' })
+  planId!: string;
+
+  @Column({ type: 'varchar', length: 16 })
+  status!: TaskStatus;
+
+  /** Attempts started so far (0 until the first dispatch); drives retries and X-Karya-Attempt. */
+  @Column({ type: 'int', default: 0 })
+  attempt!: number;
+
+  @Column({ name: 'created_at', type: 'timestamptz', precision: 3 })
+  createdAt!: Date;
+
+  @Column({ name: 'executed_at', type: 'timestamptz', precision: 3, nullable: true })
+  executedAt!: Date | null;
+
+  /** When the task is due (or, for a retry, when the next attempt is due). */
+  @Column({ name: 'next_execution_at', type: 'timestamptz', precision: 3, nullable: true })
+  nextExecutionAt!: Date | null;
+
+  /** While PROCESSING: when the claim lapses and the task may be dispatched again. */
+  @Column({ name: 'lease_until', type: 'timestamptz', precision: 3, nullable: true })
+  leaseUntil!: Date | null;
+}

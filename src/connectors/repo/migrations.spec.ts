@@ -1,0 +1,172 @@
+import { randomUUID } from 'node:crypto';
+import { DataSource } from 'typeorm';
+import { RepoConfig } from '../../config/karya-config';
+import { createTestDatabase, TestDatabase } from '../../../test/support/postgres';
+import { TempDir } from '../../../test/support/temp-files';
+import { buildDataSource, PartitionMismatchError, runMigrations } from './data-source.factory';
+
+const PARTITIONS = 3;
+
+function repoConfig(overrides: Partial<RepoConfig>): RepoConfig {
+  return { provider: 'psql', partitions: PARTITIONS, poolSize: 4, connectionTimeout: 5000, dataDir: 'memory', ...overrides };
+}
+
+interface Target {
+  name: string;
+  config(): RepoConfig;
+  setup(): Promise<void>;
+  teardown(): Promise<void>;
+}
+
+let db: TestDatabase | undefined;
+const targets: Target[] = [
+  {
+    name: 'psql (real PostgreSQL)',
+    config: () => repoConfig({ provider: 'psql', url: db!.url }),
+    setup: async () => {
+      db = await createTestDatabase();
+    },
+    teardown: async () => db?.drop(),
+  },
+  {
+    name: 'pglite (in memory)',
+    config: () => repoConfig({ provider: 'pglite', dataDir: 'memory' }),
+    setup: async () => undefined,
+    teardown: async () => undefined,
+  },
+];
+
+describe.each(targets)('migrations on $name', (target) => {
+  let ds: DataSource;
+  beforeAll(async () => {
+    await target.setup();
+    ds = buildDataSource(target.config());
+    await ds.initialize();
+    await runMigrations(ds, target.config());
+  });
+  afterAll(async () => {
+    await ds?.destroy();
+    await target.teardown();
+  });
+
+  it('creates users, plans, tasks and error_logs', async () => {
+    const rows: { relname: string; relkind: string }[] = await ds.query(
+      `SELECT relname, relkind FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') ORDER BY relname`,
+    );
+    const tables = Object.fromEntries(rows.map((r) => [r.relname, r.relkind]));
+    expect(tables).toMatchObject({ users: 'r', plans: 'r', tasks: 'p', error_logs: 'r', karya_migrations: 'r' });
+  });
+
+  it('hash-partitions tasks by partition_key into repo.partitions partitions', async () => {
+    const parts: { name: string; bound: string }[] = await ds.query(`
+      SELECT c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound
+      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+      WHERE i.inhparent = 'tasks'::regclass ORDER BY c.relname`);
+    expect(parts.map((p) => p.name)).toEqual(['tasks_part_1', 'tasks_part_2', 'tasks_part_3']);
+    parts.forEach((p, i) => expect(p.bound).toBe(`FOR VALUES WITH (modulus ${PARTITIONS}, remainder ${i})`));
+    const key: { def: string }[] = await ds.query(`SELECT pg_get_partkeydef('tasks'::regclass) AS def`);
+    expect(key[0].def).toBe('HASH (partition_key)');
+  });
+
+  it('has the due-task index (partial on CREATED), the lease index and the plan index', async () => {
+    const idx: { indexname: string; indexdef: string }[] = await ds.query(
+      `SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tasks' ORDER BY indexname`,
+    );
+    const byName = Object.fromEntries(idx.map((i) => [i.indexname, i.indexdef]));
+    expect(byName.tasks_due_idx).toMatch(/\(partition_key, next_execution_at\) WHERE \(\(status\)::text = 'CREATED'::text\)/);
+    expect(byName.tasks_lease_idx).toMatch(/\(partition_key, lease_until\) WHERE \(\(status\)::text = 'PROCESSING'::text\)/);
+    expect(byName.tasks_plan_idx).toMatch(/\(plan_id, created_at\)/);
+  });
+
+  it('stores error text as TEXT (no 255-character limit)', async () => {
+    const col: { data_type: string }[] = await ds.query(
+      `SELECT data_type FROM information_schema.columns WHERE table_name = 'error_logs' AND column_name = 'error'`,
+    );
+    expect(col[0].data_type).toBe('text');
+  });
+
+  it('routes tasks of every partition key into the partitions and rejects keys outside 1..N', async () => {
+    const user = randomUUID();
+    const plan = randomUUID();
+    await ds.query(`INSERT INTO users (id, name) VALUES ($1, 'm')`, [user]);
+    await ds.query(
+      `INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, hook, created_at, updated_at)
+       VALUES ($1, $2, 'd', 'PT1S', '{}', 'CREATED', 3, '{}', '[]', now(), now())`,
+      [plan, user],
+    );
+    for (let key = 1; key <= PARTITIONS; key++) {
+      await ds.query(
+        `INSERT INTO tasks (id, plan_id, partition_key, status, created_at, next_execution_at) VALUES ($1, $2, $3, 'CREATED', now(), now())`,
+        [randomUUID(), plan, key],
+      );
+    }
+    const spread: { part: string; n: number }[] = await ds.query(
+      `SELECT tableoid::regclass::text AS part, count(*)::int AS n FROM tasks GROUP BY 1`,
+    );
+    expect(spread.reduce((s, r) => s + r.n, 0)).toBe(PARTITIONS);
+    await expect(
+      ds.query(`INSERT INTO tasks (id, plan_id, partition_key, status, created_at) VALUES ($1, $2, 0, 'CREATED', now())`, [randomUUID(), plan]),
+    ).rejects.toThrow(/check constraint/);
+    await expect(
+      ds.query(`INSERT INTO tasks (id, plan_id, partition_key, status, created_at) VALUES ($1, $2, 1, 'DONE', now())`, [randomUUID(), plan]),
+    ).rejects.toThrow(/check constraint/);
+  });
+
+  it('is idempotent: running again applies nothing', async () => {
+    expect(await ds.showMigrations()).toBe(false);
+    await runMigrations(ds, target.config());
+    const applied: { n: number }[] = await ds.query(`SELECT count(*)::int AS n FROM karya_migrations`);
+    expect(applied[0].n).toBe(1);
+  });
+
+  it('refuses to start when repo.partitions no longer matches the database', async () => {
+    await expect(runMigrations(ds, { ...target.config(), partitions: 5 })).rejects.toThrow(PartitionMismatchError);
+    await expect(runMigrations(ds, { ...target.config(), partitions: 5 })).rejects.toThrow(
+      /repo\.partitions is 5 but the database's tasks table has 3 partitions/,
+    );
+  });
+});
+
+describe('migrations on psql from several processes at once', () => {
+  let db2: TestDatabase;
+  beforeAll(async () => (db2 = await createTestDatabase()));
+  afterAll(async () => db2.drop());
+
+  it('migrate once, the others wait and find nothing to do', async () => {
+    const config = repoConfig({ provider: 'psql', url: db2.url });
+    const sources = [1, 2, 3].map(() => buildDataSource(config));
+    await Promise.all(sources.map((s) => s.initialize()));
+    try {
+      await Promise.all(sources.map((s) => runMigrations(s, config)));
+      const applied: { n: number }[] = await sources[0].query(`SELECT count(*)::int AS n FROM karya_migrations`);
+      expect(applied[0].n).toBe(1);
+    } finally {
+      await Promise.all(sources.map((s) => s.destroy()));
+    }
+  });
+});
+
+describe('pglite on disk', () => {
+  const tmp = new TempDir();
+  afterAll(() => tmp.cleanup());
+
+  it('keeps its data across a close and reopen (a restart)', async () => {
+    const config = repoConfig({ provider: 'pglite', dataDir: `${tmp.path}/data` });
+    const first = buildDataSource(config);
+    await first.initialize();
+    await runMigrations(first, config);
+    const id = randomUUID();
+    await first.query(`INSERT INTO users (id, name) VALUES ($1, 'persisted')`, [id]);
+    await first.destroy();
+
+    const second = buildDataSource(config);
+    await second.initialize();
+    try {
+      await runMigrations(second, config);
+      const rows: { name: string }[] = await second.query(`SELECT name FROM users WHERE id = $1`, [id]);
+      expect(rows).toEqual([{ name: 'persisted' }]);
+    } finally {
+      await second.destroy();
+    }
+  });
+});

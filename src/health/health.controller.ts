@@ -1,0 +1,64 @@
+import { Controller, Get } from '@nestjs/common';
+import { ApiExcludeEndpoint, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
+import { DataSource } from 'typeorm';
+import { ProvidersConfig } from '../config/karya-config';
+import { DistributedLock } from '../connectors/lock/lock.port';
+import { TaskQueue } from '../connectors/queue/queue.port';
+
+/** A probe slower than this counts as down: a health check must answer while its target hangs. */
+const PROBE_TIMEOUT_MS = 2000;
+
+@ApiTags('health')
+@Controller()
+export class HealthController {
+  constructor(
+    private readonly health: HealthCheckService,
+    private readonly indicators: HealthIndicatorService,
+    private readonly providers: ProvidersConfig,
+    private readonly dataSource: DataSource,
+    private readonly lock: DistributedLock,
+    private readonly queue: TaskQueue,
+  ) {}
+
+  /** Liveness, kept from the original: `{}`. */
+  @Get()
+  @ApiExcludeEndpoint()
+  root(): Record<string, never> {
+    return {};
+  }
+
+  /** Readiness: one indicator per configured connector, each probing the real backend. */
+  @Get('health')
+  @HealthCheck()
+  @ApiOkResponse({ description: 'Every connector answers' })
+  check() {
+    const { repo, lock, queue } = this.providers;
+    return this.health.check([
+      () =>
+        this.indicators
+          .check('repo')
+          .attempt(async () => {
+            await this.dataSource.query('SELECT 1');
+            return { provider: repo.provider };
+          })
+          .withTimeout(PROBE_TIMEOUT_MS),
+      () =>
+        this.indicators
+          .check('lock')
+          .attempt(async () => {
+            await this.lock.ping();
+            return { provider: lock.provider };
+          })
+          .withTimeout(PROBE_TIMEOUT_MS),
+      () =>
+        this.indicators
+          .check('queue')
+          .attempt(async () => {
+            await this.queue.ping();
+            return { provider: queue.provider };
+          })
+          .withTimeout(PROBE_TIMEOUT_MS),
+    ]);
+  }
+}

@@ -1,0 +1,25 @@
+import { Type } from '@nestjs/common';
+import { ExecutorModule } from '../modules/executor/executor.module';
+import { HooksModule } from '../modules/hooks/hooks.module';
+import { PlansModule } from '../modules/plans/plans.module';
+import { SchedulerModule } from '../modules/scheduler/scheduler.module';
+import { UsersModule } from '../modules/users/users.module';
+import { Role } from './role';
+
+/**
+ * The one place that decides what a role runs (config.md "Roles"). A module absent from a process's
+ * roles is never imported, so its controllers, consumers and loops do not exist there.
+ */
+export const ROLE_MODULES: Readonly<Record<Role, readonly Type[]>> = {
+  [Role.Server]: [UsersModule, PlansModule, HooksModule],
+  [Role.Scheduler]: [SchedulerModule],
+  [Role.Executor]: [ExecutorModule, HooksModule],
+};
+
+export function modulesForRoles(roles: ReadonlySet<Role>): Type[] {
+  const modules = new Set<Type>();
+  for (const role of Object.values(Role)) {
+    if (roles.has(role)) ROLE_MODULES[role].forEach((m) => modules.add(m));
+  }
+  return [...modules];
+}
