@@ -23,14 +23,25 @@ async function bootstrap(): Promise<void> {
   warnings.forEach((w) => logger.warn(w));
 
   const app = await createApp(config);
-  app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
+  // Our own handler rather than enableShutdownHooks(): Nest's re-raises the signal after closing, so the
+  // process would end "killed by SIGTERM" instead of exiting 0 after a clean shutdown.
+  let stopping = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => {
+    process.on(signal, () => {
+      if (stopping) return;
+      stopping = true;
       logger.log(`${signal} received: shutting down`);
       setTimeout(() => {
         logger.error(`shutdown took longer than ${SHUTDOWN_DEADLINE_MS} ms; exiting`);
         process.exit(1);
       }, SHUTDOWN_DEADLINE_MS).unref();
+      app.close().then(
+        () => process.exit(0),
+        (e: unknown) => {
+          logger.error(`shutdown failed: ${e instanceof Error ? e.message : String(e)}`);
+          process.exit(1);
+        },
+      );
     });
   }
   await app.listen(config.port);

@@ -20,6 +20,8 @@ export function karyaValidationPipe(): ValidationPipe {
     transform: true,
     whitelist: true,
     forbidUnknownValues: true,
+    // One problem per field: a number given for a string needs "must be a string", not a length complaint too.
+    stopAtFirstError: true,
     exceptionFactory: (errors) => new BadRequestException(describeValidationErrors(errors).join('; ')),
   });
 }

@@ -1,6 +1,7 @@
-import { Controller, Get } from '@nestjs/common';
+import { Controller, Get, Res, ServiceUnavailableException } from '@nestjs/common';
+import type { Response } from 'express';
 import { ApiExcludeEndpoint, ApiOkResponse, ApiTags } from '@nestjs/swagger';
-import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
+import { HealthCheck, HealthCheckResult, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
 import { DataSource } from 'typeorm';
 import { ProvidersConfig } from '../config/karya-config';
 import { DistributedLock } from '../connectors/lock/lock.port';
@@ -32,7 +33,21 @@ export class HealthController {
   @Get('health')
   @HealthCheck()
   @ApiOkResponse({ description: 'Every connector answers' })
-  check() {
+  async check(@Res({ passthrough: true }) res: Response): Promise<HealthCheckResult> {
+    try {
+      return await this.probe();
+    } catch (e) {
+      // Terminus reports "down" as a 503 exception; answer it here, as JSON, rather than letting the API's
+      // plain-text error filter flatten the per-connector details that monitoring reads.
+      if (e instanceof ServiceUnavailableException) {
+        res.status(503);
+        return e.getResponse() as HealthCheckResult;
+      }
+      throw e;
+    }
+  }
+
+  private probe(): Promise<HealthCheckResult> {
     const { repo, lock, queue } = this.providers;
     return this.health.check([
       () =>

@@ -4,9 +4,10 @@ import { UserEntity } from '../../connectors/repo/entities/user.entity';
 
 export class CreateUserRequestDto {
   @ApiProperty({ example: 'alice', maxLength: 255 })
-  @IsString({ message: 'must be a string' })
-  @IsNotEmpty({ message: 'must not be empty' })
+  // class-validator checks the bottom decorator first and stops at the first failure: type first.
   @MaxLength(255, { message: 'must be at most 255 characters' })
+  @IsNotEmpty({ message: 'must not be empty' })
+  @IsString({ message: 'must be a string' })
   name!: string;
 }
 
