@@ -28,7 +28,7 @@ describe('loadConfig', () => {
     expect(config.providers.repo).toMatchObject({ provider: 'pglite', partitions: 5, dataDir: './.karya/data' });
     expect(config.providers.lock).toMatchObject({ provider: 'memory', waitTime: 1000, leaseTime: 5000 });
     expect(config.providers.queue.provider).toBe('memory');
-    expect(config.server).toEqual({ port: 8080, strictMode: true, maxChainedDepth: 2, metricsEnabled: true });
+    expect(config.server).toEqual({ port: 8080, strictMode: true, maxChainedDepth: 2, metricsEnabled: true, minRecurringPeriod: 1000 });
     expect(config.scheduler).toMatchObject({ workers: 3, channelCapacity: 10, pollFrequency: 300, executionBuffer: 1000 });
     expect(config.scheduler.repoPartitions).toBeUndefined();
     expect(config.executor.connectors.map((c) => c.type)).toEqual(['restapi', 'chained']);
@@ -69,7 +69,7 @@ describe('loadConfig', () => {
       virtualHost: '/',
       clusterNodes: ['localhost:5672'],
     });
-    expect(config.server).toEqual({ port: 8080, strictMode: true, maxChainedDepth: 2, metricsEnabled: true });
+    expect(config.server).toEqual({ port: 8080, strictMode: true, maxChainedDepth: 2, metricsEnabled: true, minRecurringPeriod: 1000 });
     expect(config.scheduler).toEqual({
       threadCount: 2,
       workers: 3,

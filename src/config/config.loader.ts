@@ -53,7 +53,7 @@ export const DEFAULTS = {
   psql: { host: 'localhost', port: 5432, database: 'karya', user: 'karya', password: 'karya', poolSize: 10, connectionTimeout: 5000 },
   lock: { waitTime: 1000, leaseTime: 5000, clusterNodes: ['redis://localhost:6379'], connectTimeout: 5000 },
   queue: { username: 'guest', password: 'guest', virtualHost: '/', clusterNodes: ['localhost:5672'] },
-  server: { port: 8080, strictMode: true, maxChainedDepth: 2, metricsEnabled: true },
+  server: { port: 8080, strictMode: true, maxChainedDepth: 2, metricsEnabled: true, minRecurringPeriod: 1000 },
   scheduler: { threadCount: 2, workers: 3, channelCapacity: 10, pollFrequency: 300, executionBuffer: 1000, metricsEnabled: true },
   executor: {
     metricsEnabled: true,
@@ -294,6 +294,7 @@ function resolveServer(file: ServerFile | undefined): ServerConfig {
     strictMode: a?.strictMode ?? d.strictMode,
     maxChainedDepth: a?.maxChainedDepth ?? a?.chainedDepth ?? d.maxChainedDepth,
     metricsEnabled: a?.metricsEnabled ?? a?.monitoringEnabled ?? d.metricsEnabled,
+    minRecurringPeriod: a?.minRecurringPeriod ?? d.minRecurringPeriod,
   };
 }
 

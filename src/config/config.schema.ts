@@ -135,6 +135,8 @@ export class ServerApplication {
   @Bool() metricsEnabled?: boolean;
   /** Spelling used by the original's docs. */
   @Bool() monitoringEnabled?: boolean;
+  /** New: the shortest period (ms) a Recurring plan may have. */
+  @Int(1) minRecurringPeriod?: number;
 }
 
 export class ServerFile {

@@ -59,6 +59,8 @@ export class ServerConfig {
   strictMode!: boolean;
   maxChainedDepth!: number;
   metricsEnabled!: boolean;
+  /** ms; a Recurring plan's period must be at least this (guards against runaway schedules). */
+  minRecurringPeriod!: number;
 }
 
 export class SchedulerConfig {

@@ -1,8 +1,11 @@
 import { Module } from '@nestjs/common';
+import { PlansController } from './plans.controller';
+import { PlansRepository } from './plans.repository';
+import { PlansService } from './plans.service';
 
-/**
- * Plan submission, listing, update and cancel (`/v1/plan`). Server role only.
- * Its endpoints arrive with the v1 API issue; the module exists now so role composition is real.
- */
-@Module({})
+/** Plan submission, listing, update and cancel (`/v1/plan`). Server role only. */
+@Module({
+  controllers: [PlansController],
+  providers: [PlansService, PlansRepository],
+})
 export class PlansModule {}

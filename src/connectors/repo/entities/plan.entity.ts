@@ -1,5 +1,11 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 
+/** What a jsonb column holds. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | JsonObject;
+export interface JsonObject {
+  [key: string]: JsonValue;
+}
+
 export enum PlanStatus {
   Created = 'CREATED',
   Running = 'RUNNING',
@@ -27,7 +33,7 @@ export class PlanEntity {
   periodTime!: string;
 
   @Column({ type: 'jsonb' })
-  type!: Record<string, unknown>;
+  type!: JsonObject;
 
   @Column({ type: 'varchar', length: 16 })
   status!: PlanStatus;
@@ -36,10 +42,10 @@ export class PlanEntity {
   maxFailureRetry!: number;
 
   @Column({ type: 'jsonb' })
-  action!: Record<string, unknown>;
+  action!: JsonObject;
 
   @Column({ type: 'jsonb' })
-  hook!: Record<string, unknown>[];
+  hook!: JsonObject[];
 
   @Column({ name: 'parent_plan_id', type: 'uuid', nullable: true })
   parentPlanId!: string | null;

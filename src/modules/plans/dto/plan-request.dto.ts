@@ -1,0 +1,367 @@
+import { applyDecorators } from '@nestjs/common';
+import { ApiProperty, ApiPropertyOptional, getSchemaPath } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import {
+  ArrayMaxSize,
+  Equals,
+  IsArray,
+  IsObject,
+  IsUUID,
+  IsIn,
+  IsInt,
+  IsNotEmpty,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+  ValidateNested,
+} from 'class-validator';
+import { ACTION_TYPE, BODY_TYPE, METHODS, Method, PLAN_TYPE, PROTOCOLS, Protocol, TRIGGERS, Trigger } from './discriminators';
+import { IsDiscriminated, IsPeriod, IsStringMap, UpperCase } from './validators';
+
+/** Year 9999: later timestamps are not representable in Postgres' timestamptz range we use. */
+const MAX_EPOCH_MS = 253_402_300_799_999;
+
+/*
+ * The fallback class given to @Type(() => …, { discriminator }) is used only for an unknown `type`, which
+ * IsDiscriminated rejects before any nested validation runs, so it never shapes accepted input.
+ *
+ * class-validator runs a property's decorators bottom-up and, with stopAtFirstError, reports only the first
+ * failure: so the type check sits lowest, then the finer rules above it.
+ */
+
+const TYPE_IS = (name: string) => Equals(name, { message: `must be "${name}"` });
+
+export class JsonBodyDto {
+  @ApiProperty({ enum: [BODY_TYPE.Json], example: BODY_TYPE.Json })
+  @TYPE_IS(BODY_TYPE.Json)
+  type: typeof BODY_TYPE.Json = BODY_TYPE.Json;
+
+  @ApiProperty({ description: 'The request body, sent verbatim', example: '{"hello":"world"}' })
+  @IsString({ message: 'must be a string holding the serialized JSON body' })
+  json_string!: string;
+}
+
+export class EmptyBodyDto {
+  @ApiProperty({ enum: [BODY_TYPE.Empty], example: BODY_TYPE.Empty })
+  @TYPE_IS(BODY_TYPE.Empty)
+  type: typeof BODY_TYPE.Empty = BODY_TYPE.Empty;
+}
+
+export const BODY_SUBTYPES = [
+  { value: JsonBodyDto, name: BODY_TYPE.Json },
+  { value: EmptyBodyDto, name: BODY_TYPE.Empty },
+];
+
+/** `host[:port][/path]`, no scheme: the protocol is a separate field. */
+const BASE_URL = /^(?![a-zA-Z][a-zA-Z0-9+.-]*:\/\/)[^\s/:?#@]+(:\d{1,5})?([/?#]\S*)?$/;
+
+export class RestApiRequestDto {
+  @ApiProperty({ enum: [ACTION_TYPE.RestApi], example: ACTION_TYPE.RestApi })
+  @TYPE_IS(ACTION_TYPE.RestApi)
+  type: typeof ACTION_TYPE.RestApi = ACTION_TYPE.RestApi;
+
+  @ApiProperty({ description: 'host[:port][/path], without a scheme', example: 'api.example.com:8443/hooks/run' })
+  @Matches(BASE_URL, { message: 'must be host[:port][/path] without a scheme (the protocol field says HTTP or HTTPS)' })
+  @MaxLength(2048, { message: 'must be at most 2048 characters' })
+  @IsString({ message: 'must be a string' })
+  base_url!: string;
+
+  @ApiPropertyOptional({ enum: PROTOCOLS, default: 'HTTP' })
+  @IsIn(PROTOCOLS, { message: `must be one of ${PROTOCOLS.join(', ')}` })
+  @UpperCase()
+  protocol: Protocol = 'HTTP';
+
+  @ApiPropertyOptional({ enum: METHODS, default: 'GET' })
+  @IsIn(METHODS, { message: `must be one of ${METHODS.join(', ')}` })
+  @UpperCase()
+  method: Method = 'GET';
+
+  @ApiPropertyOptional({
+    type: 'object',
+    additionalProperties: { type: 'string' },
+    default: { 'content-type': 'application/json' },
+  })
+  @IsStringMap()
+  headers: Record<string, string> = { 'content-type': 'application/json' };
+
+  @ApiPropertyOptional({
+    oneOf: [{ $ref: getSchemaPath(JsonBodyDto) }, { $ref: getSchemaPath(EmptyBodyDto) }],
+    discriminator: {
+      propertyName: 'type',
+      mapping: { [BODY_TYPE.Json]: getSchemaPath(JsonBodyDto), [BODY_TYPE.Empty]: getSchemaPath(EmptyBodyDto) },
+    },
+    default: { type: BODY_TYPE.Empty },
+  })
+  @ValidateNested()
+  @Type(() => EmptyBodyDto, { discriminator: { property: 'type', subTypes: BODY_SUBTYPES }, keepDiscriminatorProperty: true })
+  @IsDiscriminated(Object.values(BODY_TYPE), 'body')
+  body: JsonBodyDto | EmptyBodyDto = new EmptyBodyDto();
+
+  @ApiPropertyOptional({ description: 'Request timeout in ms', default: 2000, minimum: 1, maximum: 600000 })
+  @Max(600_000, { message: 'must be at most 600000 ms' })
+  @Min(1, { message: 'must be at least 1 ms' })
+  @IsInt({ message: 'must be an integer number of milliseconds' })
+  timeout = 2000;
+}
+
+export class SlackMessageRequestDto {
+  @ApiProperty({ enum: [ACTION_TYPE.Slack], example: ACTION_TYPE.Slack })
+  @TYPE_IS(ACTION_TYPE.Slack)
+  type: typeof ACTION_TYPE.Slack = ACTION_TYPE.Slack;
+
+  @ApiProperty({ description: 'Channel name or ID', example: '#alerts' })
+  @MaxLength(255, { message: 'must be at most 255 characters' })
+  @IsNotEmpty({ message: 'must not be empty' })
+  @IsString({ message: 'must be a string' })
+  channel!: string;
+
+  @ApiProperty({ description: 'A string holding a JSON array of Slack Block Kit blocks' })
+  @MaxLength(100_000, { message: 'must be at most 100000 characters' })
+  @IsString({ message: 'must be a string holding a JSON array of Block Kit blocks' })
+  message!: string;
+}
+
+export class EmailRequestDto {
+  @ApiProperty({ enum: [ACTION_TYPE.Email], example: ACTION_TYPE.Email })
+  @TYPE_IS(ACTION_TYPE.Email)
+  type: typeof ACTION_TYPE.Email = ACTION_TYPE.Email;
+
+  @ApiProperty({ example: 'ops@example.com' })
+  @MaxLength(320, { message: 'must be at most 320 characters' })
+  @IsNotEmpty({ message: 'must not be empty' })
+  @IsString({ message: 'must be a string' })
+  recipient!: string;
+
+  @ApiProperty({ example: 'Nightly export finished' })
+  @MaxLength(998, { message: 'must be at most 998 characters' })
+  @IsString({ message: 'must be a string' })
+  subject!: string;
+
+  @ApiProperty({ description: 'HTML body' })
+  @MaxLength(100_000, { message: 'must be at most 100000 characters' })
+  @IsString({ message: 'must be a string' })
+  message!: string;
+}
+
+export class KafkaProducerRequestDto {
+  @ApiProperty({ enum: [ACTION_TYPE.Kafka], example: ACTION_TYPE.Kafka })
+  @TYPE_IS(ACTION_TYPE.Kafka)
+  type: typeof ACTION_TYPE.Kafka = ACTION_TYPE.Kafka;
+
+  @ApiProperty({ example: 'orders' })
+  @MaxLength(249, { message: 'must be at most 249 characters (Kafka topic limit)' })
+  @IsNotEmpty({ message: 'must not be empty' })
+  @IsString({ message: 'must be a string' })
+  topic!: string;
+
+  @ApiProperty()
+  @MaxLength(100_000, { message: 'must be at most 100000 characters' })
+  @IsString({ message: 'must be a string' })
+  message!: string;
+
+  @ApiPropertyOptional({ type: 'string', nullable: true, default: null })
+  @IsOptional()
+  @IsString({ message: 'must be a string or null' })
+  key: string | null = null;
+}
+
+/**
+ * Filled at the end of this file, once every class exists: the union is recursive (a chained action holds
+ * a plan request, which holds an action), and class-transformer reads this list only when it transforms.
+ */
+export const ACTION_SUBTYPES: { value: new () => object; name: string }[] = [];
+const ACTION_NAMES = Object.values(ACTION_TYPE);
+
+/** OpenAPI for "any action": a oneOf over the five shapes with the `type` discriminator (refs by name,
+ * since the classes are not all defined when decorators run). */
+function actionSchema(description: string) {
+  const refs: Record<string, string> = {
+    [ACTION_TYPE.RestApi]: getSchemaPath('RestApiRequestDto'),
+    [ACTION_TYPE.Slack]: getSchemaPath('SlackMessageRequestDto'),
+    [ACTION_TYPE.Email]: getSchemaPath('EmailRequestDto'),
+    [ACTION_TYPE.Kafka]: getSchemaPath('KafkaProducerRequestDto'),
+    [ACTION_TYPE.Chained]: getSchemaPath('ChainedRequestDto'),
+  };
+  return {
+    description,
+    oneOf: Object.values(refs).map(($ref) => ({ $ref })),
+    discriminator: { propertyName: 'type', mapping: refs },
+  };
+}
+
+const ActionProperty = (description: string) =>
+  applyDecorators(
+    ApiProperty(actionSchema(description)),
+    ValidateNested(),
+    Type(() => EmptyBodyDto, { discriminator: { property: 'type', subTypes: ACTION_SUBTYPES }, keepDiscriminatorProperty: true }),
+    IsDiscriminated(ACTION_NAMES, 'action'),
+  );
+
+export class OneTimeDto {
+  @ApiProperty({ enum: [PLAN_TYPE.OneTime], example: PLAN_TYPE.OneTime })
+  @TYPE_IS(PLAN_TYPE.OneTime)
+  type: typeof PLAN_TYPE.OneTime = PLAN_TYPE.OneTime;
+}
+
+export class RecurringDto {
+  @ApiProperty({ enum: [PLAN_TYPE.Recurring], example: PLAN_TYPE.Recurring })
+  @TYPE_IS(PLAN_TYPE.Recurring)
+  type: typeof PLAN_TYPE.Recurring = PLAN_TYPE.Recurring;
+
+  @ApiPropertyOptional({
+    type: 'integer',
+    format: 'int64',
+    nullable: true,
+    default: null,
+    description: 'Epoch ms; the plan completes after its first run at or after this time. Missing or null: never ends.',
+  })
+  @IsOptional()
+  @Max(MAX_EPOCH_MS, { message: `must be at most ${MAX_EPOCH_MS} (epoch ms)` })
+  @Min(0, { message: 'must be a non-negative epoch ms' })
+  @IsInt({ message: 'must be an integer epoch ms or null' })
+  end_at: number | null = null;
+}
+
+export const PLAN_TYPE_SUBTYPES = [
+  { value: OneTimeDto, name: PLAN_TYPE.OneTime },
+  { value: RecurringDto, name: PLAN_TYPE.Recurring },
+];
+
+export class HookDto {
+  @ApiProperty({ enum: TRIGGERS, example: 'ON_FAILURE' })
+  @IsIn(TRIGGERS, { message: `must be one of ${TRIGGERS.join(', ')}` })
+  @UpperCase()
+  trigger!: Trigger;
+
+  @ActionProperty('What to do when the hook fires')
+  action!: ActionDto;
+
+  @ApiPropertyOptional({ default: 3, minimum: 0, maximum: 100 })
+  @Max(100, { message: 'must be at most 100' })
+  @Min(0, { message: 'must be at least 0' })
+  @IsInt({ message: 'must be an integer' })
+  max_retry = 3;
+}
+
+const PeriodProperty = () =>
+  applyDecorators(
+    ApiProperty({ description: 'ISO-8601 duration (PnDTnHnMn.nS, or PnW); months and years are not accepted', example: 'PT30S' }),
+    IsPeriod(),
+    MaxLength(64, { message: 'must be at most 64 characters' }),
+    IsString({ message: 'must be an ISO-8601 duration string such as PT30S' }),
+  );
+
+const HooksProperty = (description: string) =>
+  applyDecorators(
+    ApiPropertyOptional({ type: () => [HookDto], description }),
+    ValidateNested({ each: true }),
+    Type(() => HookDto),
+    IsObject({ each: true, message: 'must be a list of hook objects' }),
+    ArrayMaxSize(50, { message: 'must have at most 50 hooks' }),
+    IsArray({ message: 'must be a list of hooks' }),
+  );
+
+const MaxFailureRetryProperty = () =>
+  applyDecorators(
+    ApiPropertyOptional({ default: 3, minimum: 0, maximum: 100, description: 'Retries after a failed attempt' }),
+    Max(100, { message: 'must be at most 100' }),
+    Min(0, { message: 'must be at least 0' }),
+    IsInt({ message: 'must be an integer' }),
+  );
+
+export class SubmitPlanRequestDto {
+  @ApiProperty({ format: 'uuid' })
+  @IsUUID('all', { message: 'must be a UUID' })
+  @IsString({ message: 'must be a UUID string' })
+  user_id!: string;
+
+  @ApiProperty({ maxLength: 255, example: 'Nightly export' })
+  @MaxLength(255, { message: 'must be at most 255 characters' })
+  @IsString({ message: 'must be a string' })
+  description!: string;
+
+  @PeriodProperty()
+  period_time!: string;
+
+  @ApiProperty({
+    oneOf: [{ $ref: getSchemaPath(OneTimeDto) }, { $ref: getSchemaPath(RecurringDto) }],
+    discriminator: {
+      propertyName: 'type',
+      mapping: { [PLAN_TYPE.OneTime]: getSchemaPath(OneTimeDto), [PLAN_TYPE.Recurring]: getSchemaPath(RecurringDto) },
+    },
+  })
+  @ValidateNested()
+  @Type(() => OneTimeDto, { discriminator: { property: 'type', subTypes: PLAN_TYPE_SUBTYPES }, keepDiscriminatorProperty: true })
+  @IsDiscriminated(Object.values(PLAN_TYPE), 'plan type')
+  plan_type!: OneTimeDto | RecurringDto;
+
+  @ActionProperty('What to do at each occurrence')
+  action!: ActionDto;
+
+  @HooksProperty('Hooks fired on failure or completion')
+  @IsOptional()
+  hooks: HookDto[] = [];
+
+  @MaxFailureRetryProperty()
+  @IsOptional()
+  max_failure_retry = 3;
+}
+
+export class ChainedRequestDto {
+  @ApiProperty({ enum: [ACTION_TYPE.Chained], example: ACTION_TYPE.Chained })
+  @TYPE_IS(ACTION_TYPE.Chained)
+  type: typeof ACTION_TYPE.Chained = ACTION_TYPE.Chained;
+
+  @ApiProperty({ type: () => SubmitPlanRequestDto, description: 'The plan to create when this action runs' })
+  @ValidateNested()
+  @Type(() => SubmitPlanRequestDto)
+  @IsNotEmpty({ message: 'must be a plan request object' })
+  request!: SubmitPlanRequestDto;
+}
+
+export type ActionDto =
+  | RestApiRequestDto
+  | SlackMessageRequestDto
+  | EmailRequestDto
+  | KafkaProducerRequestDto
+  | ChainedRequestDto;
+
+ACTION_SUBTYPES.push(
+  { value: RestApiRequestDto, name: ACTION_TYPE.RestApi },
+  { value: SlackMessageRequestDto, name: ACTION_TYPE.Slack },
+  { value: EmailRequestDto, name: ACTION_TYPE.Email },
+  { value: KafkaProducerRequestDto, name: ACTION_TYPE.Kafka },
+  { value: ChainedRequestDto, name: ACTION_TYPE.Chained },
+);
+
+/** Every schema referenced by name above, for @ApiExtraModels. */
+export const REQUEST_MODELS = [
+  ...ACTION_SUBTYPES.map((s) => s.value),
+  JsonBodyDto,
+  EmptyBodyDto,
+  OneTimeDto,
+  RecurringDto,
+  HookDto,
+];
+
+export class UpdatePlanRequestDto {
+  @ApiProperty({ format: 'uuid' })
+  @IsUUID('all', { message: 'must be a UUID' })
+  @IsString({ message: 'must be a UUID string' })
+  plan_id!: string;
+
+  @PeriodProperty()
+  @IsOptional()
+  period_time?: string | null;
+
+  @MaxFailureRetryProperty()
+  @IsOptional()
+  max_failure_retry?: number | null;
+
+  @HooksProperty('Replaces all hooks; [] clears them; null or missing keeps them')
+  @IsOptional()
+  hooks?: HookDto[] | null;
+}

@@ -1,0 +1,136 @@
+import { ApiProperty, getSchemaPath } from '@nestjs/swagger';
+import { ErrorLogEntity, ErrorLogKind } from '../../../connectors/repo/entities/error-log.entity';
+import { JsonObject, PlanEntity, PlanStatus } from '../../../connectors/repo/entities/plan.entity';
+import { TaskEntity, TaskStatus } from '../../../connectors/repo/entities/task.entity';
+import { ERROR_LOG_TYPE, PLAN_TYPE } from './discriminators';
+import { HookDto, OneTimeDto, RecurringDto } from './plan-request.dto';
+
+/*
+ * Response shapes of the wire contract. The top-level key sets are exact (the Python client builds its
+ * classes with `Cls(**json)` and crashes on an extra key), nulls are written out, times are epoch ms.
+ */
+
+export class HookErrorLogTypeDto {
+  @ApiProperty({ enum: [ERROR_LOG_TYPE.Hook] }) type!: typeof ERROR_LOG_TYPE.Hook;
+}
+
+export class ExecutorErrorLogTypeDto {
+  @ApiProperty({ enum: [ERROR_LOG_TYPE.Executor] }) type!: typeof ERROR_LOG_TYPE.Executor;
+  @ApiProperty({ format: 'uuid' }) task_id!: string;
+}
+
+const actionRef = {
+  description: 'The action, as submitted with defaults filled in (same union as in requests)',
+  oneOf: ['RestApiRequestDto', 'SlackMessageRequestDto', 'EmailRequestDto', 'KafkaProducerRequestDto', 'ChainedRequestDto'].map(
+    (name) => ({ $ref: getSchemaPath(name) }),
+  ),
+  discriminator: { propertyName: 'type' },
+};
+
+export class PlanDto {
+  @ApiProperty({ format: 'uuid' }) id!: string;
+  @ApiProperty({ format: 'uuid' }) user_id!: string;
+  @ApiProperty() description!: string;
+  @ApiProperty({ example: 'PT30S' }) period_time!: string;
+  @ApiProperty({
+    oneOf: [{ $ref: getSchemaPath(OneTimeDto) }, { $ref: getSchemaPath(RecurringDto) }],
+    discriminator: { propertyName: 'type' },
+  })
+  type!: JsonObject;
+  @ApiProperty({ enum: PlanStatus, enumName: 'PlanStatus' }) status!: PlanStatus;
+  @ApiProperty() max_failure_retry!: number;
+  @ApiProperty(actionRef) action!: JsonObject;
+  @ApiProperty({ type: () => [HookDto], description: 'The hooks (note: singular key, as in the original)' })
+  hook!: JsonObject[];
+  @ApiProperty({ format: 'uuid', nullable: true, type: 'string' }) parent_plan_id!: string | null;
+  @ApiProperty({ description: 'epoch ms' }) created_at!: number;
+  @ApiProperty({ description: 'epoch ms' }) updated_at!: number;
+}
+
+export class TaskDto {
+  @ApiProperty({ format: 'uuid' }) id!: string;
+  @ApiProperty({ format: 'uuid' }) plan_id!: string;
+  @ApiProperty() partition_key!: number;
+  @ApiProperty({ enum: TaskStatus, enumName: 'TaskStatus' }) status!: TaskStatus;
+  @ApiProperty({ description: 'epoch ms' }) created_at!: number;
+  @ApiProperty({ description: 'epoch ms of the end of the last attempt', nullable: true, type: 'integer' })
+  executed_at!: number | null;
+  @ApiProperty({ description: 'epoch ms when the task is due', nullable: true, type: 'integer' })
+  next_execution_at!: number | null;
+}
+
+export class ErrorLogDto {
+  @ApiProperty({ format: 'uuid' }) plan_id!: string;
+  @ApiProperty() error!: string;
+  @ApiProperty({
+    oneOf: [{ $ref: getSchemaPath(HookErrorLogTypeDto) }, { $ref: getSchemaPath(ExecutorErrorLogTypeDto) }],
+    discriminator: { propertyName: 'type' },
+  })
+  type!: HookErrorLogTypeDto | ExecutorErrorLogTypeDto;
+  @ApiProperty({ description: 'epoch ms' }) timestamp!: number;
+}
+
+export class GetPlanResponseDto {
+  @ApiProperty({ type: () => PlanDto }) plan!: PlanDto;
+  @ApiProperty({ type: () => TaskDto, description: 'The most recently created task of the plan' }) latest_task!: TaskDto | null;
+}
+
+export class GetSummaryResponseDto {
+  @ApiProperty({ type: () => PlanDto }) plan!: PlanDto;
+  @ApiProperty({ type: () => [TaskDto], description: 'All tasks, oldest first' }) tasks!: TaskDto[];
+  @ApiProperty({ type: () => [ErrorLogDto], description: 'All executor and hook error logs, oldest first' })
+  error_logs!: ErrorLogDto[];
+}
+
+export class ListPlansResponseDto {
+  @ApiProperty({ type: () => [PlanDto], description: 'At most 20, newest first' }) plans!: PlanDto[];
+  @ApiProperty({ description: "The user's plan count" }) total!: number;
+  @ApiProperty({ description: 'Echoes the page index asked for' }) offset!: number;
+}
+
+export const RESPONSE_MODELS = [HookErrorLogTypeDto, ExecutorErrorLogTypeDto];
+
+export function mapPlan(p: PlanEntity): PlanDto {
+  return {
+    id: p.id,
+    user_id: p.userId,
+    description: p.description,
+    period_time: p.periodTime,
+    type: p.type,
+    status: p.status,
+    max_failure_retry: p.maxFailureRetry,
+    action: p.action,
+    hook: p.hook,
+    parent_plan_id: p.parentPlanId,
+    created_at: p.createdAt.getTime(),
+    updated_at: p.updatedAt.getTime(),
+  };
+}
+
+export function mapTask(t: TaskEntity): TaskDto {
+  return {
+    id: t.id,
+    plan_id: t.planId,
+    partition_key: t.partitionKey,
+    status: t.status,
+    created_at: t.createdAt.getTime(),
+    executed_at: t.executedAt?.getTime() ?? null,
+    next_execution_at: t.nextExecutionAt?.getTime() ?? null,
+  };
+}
+
+export function mapErrorLog(e: ErrorLogEntity): ErrorLogDto {
+  return {
+    plan_id: e.planId,
+    error: e.error,
+    type:
+      e.type === ErrorLogKind.Executor && e.taskId
+        ? { type: ERROR_LOG_TYPE.Executor, task_id: e.taskId }
+        : { type: ERROR_LOG_TYPE.Hook },
+    timestamp: e.timestamp.getTime(),
+  };
+}
+
+export function isRecurring(type: JsonObject): boolean {
+  return type.type === PLAN_TYPE.Recurring;
+}

@@ -1,0 +1,111 @@
+import { Body, Controller, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
+import {
+  ApiBadRequestResponse,
+  ApiBody,
+  ApiConsumes,
+  ApiExtraModels,
+  ApiNotFoundResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiParam,
+  ApiQuery,
+  ApiServiceUnavailableResponse,
+  ApiTags,
+} from '@nestjs/swagger';
+import { optionalIndex, requireUuid } from '../../common/params';
+import { REQUEST_MODELS, SubmitPlanRequestDto, UpdatePlanRequestDto } from './dto/plan-request.dto';
+import {
+  GetPlanResponseDto,
+  GetSummaryResponseDto,
+  ListPlansResponseDto,
+  mapErrorLog,
+  mapPlan,
+  mapTask,
+  PlanDto,
+  RESPONSE_MODELS,
+} from './dto/plan-response.dto';
+import { PlansService } from './plans.service';
+
+/** Page indexes past this would only ever return empty pages; refusing them keeps OFFSET arithmetic sane. */
+const MAX_PAGE = 100_000_000;
+const PLAIN_TEXT = { description: 'Plain-text message naming the field and the value', content: { 'text/plain': { schema: { type: 'string' } } } };
+const plainText = (example: string) => ({
+  description: `Plain text: ${example}`,
+  content: { 'text/plain': { schema: { type: 'string', example } } },
+});
+
+@ApiTags('plans')
+@ApiExtraModels(...REQUEST_MODELS, ...RESPONSE_MODELS)
+@Controller('v1/plan')
+export class PlansController {
+  constructor(private readonly plans: PlansService) {}
+
+  @Post()
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Submit a plan; its first task is due one period from now' })
+  @ApiOkResponse({ type: PlanDto, description: 'The plan, status CREATED' })
+  @ApiBadRequestResponse(PLAIN_TEXT)
+  @ApiNotFoundResponse(plainText('User (ID) not found'))
+  async submit(@Body() body: SubmitPlanRequestDto): Promise<PlanDto> {
+    return mapPlan(await this.plans.submit(body));
+  }
+
+  @Get()
+  @ApiOperation({ summary: "A user's plans, newest first, 20 a page" })
+  @ApiQuery({ name: 'user_id', format: 'uuid', required: true })
+  @ApiQuery({ name: 'page', required: false, description: `Page index (page 2 = rows 40-59), 0..${MAX_PAGE}`, schema: { type: 'integer', default: 0, minimum: 0 } })
+  @ApiOkResponse({ type: ListPlansResponseDto })
+  @ApiBadRequestResponse(PLAIN_TEXT)
+  async list(@Query('user_id') userId: unknown, @Query('page') page: unknown): Promise<ListPlansResponseDto> {
+    const id = requireUuid('user_id', userId);
+    const index = optionalIndex('page', page, 0, MAX_PAGE);
+    const { plans, total } = await this.plans.list(id, index);
+    return { plans: plans.map(mapPlan), total, offset: index };
+  }
+
+  @Patch()
+  @ApiOperation({ summary: 'Update period, max_failure_retry or hooks (plan id in the body); null or missing keeps a value' })
+  @ApiOkResponse({ type: PlanDto })
+  @ApiBadRequestResponse(PLAIN_TEXT)
+  @ApiNotFoundResponse(plainText('Plan not found --- ID'))
+  @ApiServiceUnavailableResponse(plainText('Unable to acquire lock on --- ID | Try again later'))
+  async update(@Body() body: UpdatePlanRequestDto): Promise<PlanDto> {
+    return mapPlan(await this.plans.update(body));
+  }
+
+  @Get(':plan_id')
+  @ApiOperation({ summary: 'A plan and its most recently created task' })
+  @ApiParam({ name: 'plan_id', format: 'uuid' })
+  @ApiOkResponse({ type: GetPlanResponseDto })
+  @ApiBadRequestResponse(PLAIN_TEXT)
+  @ApiNotFoundResponse(plainText('Plan not found --- ID'))
+  async get(@Param('plan_id') planId: string): Promise<GetPlanResponseDto> {
+    const { plan, latestTask } = await this.plans.get(requireUuid('plan_id', planId));
+    return { plan: mapPlan(plan), latest_task: latestTask ? mapTask(latestTask) : null };
+  }
+
+  @Get(':plan_id/summary')
+  @ApiOperation({ summary: 'A plan, all its tasks and all its error logs (oldest first)' })
+  @ApiParam({ name: 'plan_id', format: 'uuid' })
+  @ApiOkResponse({ type: GetSummaryResponseDto })
+  @ApiBadRequestResponse(PLAIN_TEXT)
+  @ApiNotFoundResponse(plainText('Plan not found --- ID'))
+  async summary(@Param('plan_id') planId: string): Promise<GetSummaryResponseDto> {
+    const { plan, tasks, errorLogs } = await this.plans.summary(requireUuid('plan_id', planId));
+    return { plan: mapPlan(plan), tasks: tasks.map(mapTask), error_logs: errorLogs.map(mapErrorLog) };
+  }
+
+  @Post(':plan_id')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Cancel a plan and all its descendants (the published clients send an empty form body)' })
+  @ApiParam({ name: 'plan_id', format: 'uuid' })
+  @ApiConsumes('application/x-www-form-urlencoded', 'application/json')
+  @ApiBody({ required: false, schema: { type: 'object' } })
+  @ApiOkResponse({ type: PlanDto, description: 'The plan, CANCELLED (or unchanged when it was already COMPLETED or CANCELLED)' })
+  @ApiBadRequestResponse(PLAIN_TEXT)
+  @ApiNotFoundResponse(plainText('Plan not found --- ID'))
+  @ApiServiceUnavailableResponse(plainText('Unable to acquire lock on --- ID | Try again later'))
+  async cancel(@Param('plan_id') planId: string): Promise<PlanDto> {
+    return mapPlan(await this.plans.cancel(requireUuid('plan_id', planId)));
+  }
+}
