@@ -3,21 +3,40 @@ import { ArgumentMetadata, BadRequestException, ValidationError, ValidationPipe 
 /** Deeper JSON than this is refused before class-transformer recurses into it (a stack overflow is a 500). */
 const MAX_BODY_DEPTH = 64;
 
-/** Flattens class-validator errors into "field: problem, got VALUE" lines (the contract wants both). */
-export function describeValidationErrors(errors: ValidationError[], prefix = ''): string[] {
+/** Carries class-validator's errors from the exception factory back to the pipe, which has the raw input. */
+class ValidationFailure extends Error {
+  constructor(readonly errors: ValidationError[]) {
+    super('validation failed');
+  }
+}
+
+function child(raw: unknown, key: string): unknown {
+  return typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>)[key] : undefined;
+}
+
+function shown(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+/**
+ * Flattens class-validator errors into "field: problem, got VALUE" lines (the contract wants both). The
+ * value is looked up in the raw input: class-transformer may have turned `{}` into an instance with
+ * defaults, and the client must see what it sent.
+ */
+export function describeValidationErrors(errors: ValidationError[], raw: unknown, prefix = ''): string[] {
   const out: string[] = [];
   for (const e of errors) {
     // List items come back as numeric properties: show them as `hooks[0]`.
     const field = /^\d+$/.test(e.property) ? `${prefix.replace(/\.$/, '')}[${e.property}]` : `${prefix}${e.property}`;
-    if (e.constraints && e.value === undefined) {
+    const sent = child(raw, e.property);
+    if (e.constraints && sent === undefined) {
       // Optional fields carry @IsOptional, so a constraint failing on a missing value means "required".
       out.push(`${field}: required, got nothing`);
     } else if (e.constraints) {
-      const value = JSON.stringify(e.value) ?? String(e.value);
-      const shown = value.length > 80 ? `${value.slice(0, 77)}...` : value;
-      out.push(`${field}: ${Object.values(e.constraints).join(', ')}, got ${shown}`);
+      out.push(`${field}: ${Object.values(e.constraints).join(', ')}, got ${shown(sent)}`);
     }
-    if (e.children?.length) out.push(...describeValidationErrors(e.children, `${field}.`));
+    if (e.children?.length) out.push(...describeValidationErrors(e.children, sent, `${field}.`));
   }
   return out;
 }
@@ -46,7 +65,12 @@ class KaryaValidationPipe extends ValidationPipe {
         throw new BadRequestException(`request body: nested more than ${MAX_BODY_DEPTH} levels deep`);
       }
     }
-    return super.transform(value, metadata);
+    try {
+      return await super.transform(value, metadata);
+    } catch (e) {
+      if (e instanceof ValidationFailure) throw new BadRequestException(describeValidationErrors(e.errors, value).join('; '));
+      throw e;
+    }
   }
 }
 
@@ -59,6 +83,6 @@ export function karyaValidationPipe(): ValidationPipe {
     // One problem per field: a number given for a string needs "must be a string", not a length complaint too.
     stopAtFirstError: true,
     transformOptions: { exposeDefaultValues: true },
-    exceptionFactory: (errors) => new BadRequestException(describeValidationErrors(errors).join('; ')),
+    exceptionFactory: (errors) => new ValidationFailure(errors),
   });
 }

@@ -32,7 +32,7 @@ function parseSigned(text: string): number {
   // Java requires at least one component, and a `T` must be followed by one.
   if (!m || text.toUpperCase().endsWith('T') || !(m[2] ?? m[4] ?? m[5] ?? m[6])) {
     if (/[YM]/i.test(text.split(/T/i)[0]) && CALENDAR.test(text)) {
-      throw new PeriodError('months and years are calendar-dependent and not supported; use days, e.g. P30D');
+      throw new PeriodError('months and years are calendar-dependent and not supported (use days, e.g. P30D)');
     }
     throw new PeriodError('must be an ISO-8601 duration such as PT30S, PT5M, PT1H, P1D or P1DT12H');
   }

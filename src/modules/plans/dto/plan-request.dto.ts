@@ -24,12 +24,17 @@ import { IsDiscriminated, IsPeriod, IsStringMap, UpperCase } from './validators'
 /** Year 9999: later timestamps are not representable in Postgres' timestamptz range we use. */
 const MAX_EPOCH_MS = 253_402_300_799_999;
 
+/**
+ * What class-transformer builds for a polymorphic value whose `type` is missing or unknown. It must have
+ * no defaults of its own (a default `type` would make `{}` look valid); IsDiscriminated then rejects it
+ * before any nested validation runs.
+ */
+class Unrecognized {}
+
 /*
- * The fallback class given to @Type(() => …, { discriminator }) is used only for an unknown `type`, which
- * IsDiscriminated rejects before any nested validation runs, so it never shapes accepted input.
- *
- * class-validator runs a property's decorators bottom-up and, with stopAtFirstError, reports only the first
- * failure: so the type check sits lowest, then the finer rules above it.
+ * class-validator runs a property's stacked decorators bottom-up and, with stopAtFirstError, reports only the
+ * first failure: so the type check sits lowest, then the finer rules above it. Inside applyDecorators(…) the
+ * order is the reverse (listed order): there the type check comes first.
  */
 
 const TYPE_IS = (name: string) => Equals(name, { message: `must be "${name}"` });
@@ -96,15 +101,15 @@ export class RestApiRequestDto {
     default: { type: BODY_TYPE.Empty },
   })
   @ValidateNested()
-  @Type(() => EmptyBodyDto, { discriminator: { property: 'type', subTypes: BODY_SUBTYPES }, keepDiscriminatorProperty: true })
+  @Type(() => Unrecognized, { discriminator: { property: 'type', subTypes: BODY_SUBTYPES }, keepDiscriminatorProperty: true })
   @IsDiscriminated(Object.values(BODY_TYPE), 'body')
   body: JsonBodyDto | EmptyBodyDto = new EmptyBodyDto();
 
-  @ApiPropertyOptional({ description: 'Request timeout in ms', default: 2000, minimum: 1, maximum: 600000 })
+  @ApiPropertyOptional({ type: 'integer', description: 'Request timeout in ms', default: 2000, minimum: 1, maximum: 600000 })
   @Max(600_000, { message: 'must be at most 600000 ms' })
   @Min(1, { message: 'must be at least 1 ms' })
   @IsInt({ message: 'must be an integer number of milliseconds' })
-  timeout = 2000;
+  timeout: number = 2000;
 }
 
 export class SlackMessageRequestDto {
@@ -196,7 +201,7 @@ const ActionProperty = (description: string) =>
   applyDecorators(
     ApiProperty(actionSchema(description)),
     ValidateNested(),
-    Type(() => EmptyBodyDto, { discriminator: { property: 'type', subTypes: ACTION_SUBTYPES }, keepDiscriminatorProperty: true }),
+    Type(() => Unrecognized, { discriminator: { property: 'type', subTypes: ACTION_SUBTYPES }, keepDiscriminatorProperty: true }),
     IsDiscriminated(ACTION_NAMES, 'action'),
   );
 
@@ -239,37 +244,37 @@ export class HookDto {
   @ActionProperty('What to do when the hook fires')
   action!: ActionDto;
 
-  @ApiPropertyOptional({ default: 3, minimum: 0, maximum: 100 })
+  @ApiPropertyOptional({ type: 'integer', default: 3, minimum: 0, maximum: 100 })
   @Max(100, { message: 'must be at most 100' })
   @Min(0, { message: 'must be at least 0' })
   @IsInt({ message: 'must be an integer' })
-  max_retry = 3;
+  max_retry: number = 3;
 }
 
 const PeriodProperty = () =>
   applyDecorators(
     ApiProperty({ description: 'ISO-8601 duration (PnDTnHnMn.nS, or PnW); months and years are not accepted', example: 'PT30S' }),
-    IsPeriod(),
-    MaxLength(64, { message: 'must be at most 64 characters' }),
     IsString({ message: 'must be an ISO-8601 duration string such as PT30S' }),
+    MaxLength(64, { message: 'must be at most 64 characters' }),
+    IsPeriod(),
   );
 
 const HooksProperty = (description: string) =>
   applyDecorators(
     ApiPropertyOptional({ type: () => [HookDto], description }),
+    IsArray({ message: 'must be a list of hooks' }),
+    ArrayMaxSize(50, { message: 'must have at most 50 hooks' }),
+    IsObject({ each: true, message: 'must be a list of hook objects' }),
     ValidateNested({ each: true }),
     Type(() => HookDto),
-    IsObject({ each: true, message: 'must be a list of hook objects' }),
-    ArrayMaxSize(50, { message: 'must have at most 50 hooks' }),
-    IsArray({ message: 'must be a list of hooks' }),
   );
 
 const MaxFailureRetryProperty = () =>
   applyDecorators(
-    ApiPropertyOptional({ default: 3, minimum: 0, maximum: 100, description: 'Retries after a failed attempt' }),
-    Max(100, { message: 'must be at most 100' }),
-    Min(0, { message: 'must be at least 0' }),
+    ApiPropertyOptional({ type: 'integer', default: 3, minimum: 0, maximum: 100, description: 'Retries after a failed attempt' }),
     IsInt({ message: 'must be an integer' }),
+    Min(0, { message: 'must be at least 0' }),
+    Max(100, { message: 'must be at most 100' }),
   );
 
 export class SubmitPlanRequestDto {
@@ -294,7 +299,7 @@ export class SubmitPlanRequestDto {
     },
   })
   @ValidateNested()
-  @Type(() => OneTimeDto, { discriminator: { property: 'type', subTypes: PLAN_TYPE_SUBTYPES }, keepDiscriminatorProperty: true })
+  @Type(() => Unrecognized, { discriminator: { property: 'type', subTypes: PLAN_TYPE_SUBTYPES }, keepDiscriminatorProperty: true })
   @IsDiscriminated(Object.values(PLAN_TYPE), 'plan type')
   plan_type!: OneTimeDto | RecurringDto;
 
@@ -307,7 +312,7 @@ export class SubmitPlanRequestDto {
 
   @MaxFailureRetryProperty()
   @IsOptional()
-  max_failure_retry = 3;
+  max_failure_retry: number = 3;
 }
 
 export class ChainedRequestDto {
