@@ -1,11 +1,12 @@
 import { INestApplication, LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { SwaggerModule } from '@nestjs/swagger';
 import { AppModule } from './app.module';
 import { collapseSlashes } from './common/collapse-slashes.middleware';
 import { PlainTextExceptionFilter } from './common/plain-text-exception.filter';
 import { karyaValidationPipe } from './common/validation.pipe';
 import { KaryaConfig } from './config/karya-config';
+import { createOpenApiDocument } from './openapi';
 import { Role } from './role/role';
 
 export interface CreateAppOptions {
@@ -29,7 +30,8 @@ export async function createApp(config: KaryaConfig, options: CreateAppOptions =
   app.useGlobalFilters(new PlainTextExceptionFilter());
   app.useGlobalPipes(karyaValidationPipe());
   if (config.roles.has(Role.Server)) {
-    SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, openApiConfig()), {
+    // Built by the same code as the committed openapi/karya-v1.json (npm run openapi).
+    SwaggerModule.setup('docs', app, () => createOpenApiDocument(app), {
       jsonDocumentUrl: 'docs-json',
     });
   }
@@ -37,10 +39,3 @@ export async function createApp(config: KaryaConfig, options: CreateAppOptions =
   return app;
 }
 
-export function openApiConfig() {
-  return new DocumentBuilder()
-    .setTitle('Karya')
-    .setDescription("Karya's v1 REST API, wire-compatible with Karya's published clients")
-    .setVersion('1')
-    .build();
-}

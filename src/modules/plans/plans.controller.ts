@@ -12,6 +12,7 @@ import {
   ApiServiceUnavailableResponse,
   ApiTags,
 } from '@nestjs/swagger';
+import { plainTextResponse as plainText } from '../../common/openapi-responses';
 import { optionalIndex, requireUuid } from '../../common/params';
 import { REQUEST_MODELS, SubmitPlanRequestDto, UpdatePlanRequestDto } from './dto/plan-request.dto';
 import {
@@ -28,11 +29,7 @@ import { PlansService } from './plans.service';
 
 /** Page indexes past this would only ever return empty pages; refusing them keeps OFFSET arithmetic sane. */
 const MAX_PAGE = 100_000_000;
-const PLAIN_TEXT = { description: 'Plain-text message naming the field and the value', content: { 'text/plain': { schema: { type: 'string' } } } };
-const plainText = (example: string) => ({
-  description: `Plain text: ${example}`,
-  content: { 'text/plain': { schema: { type: 'string', example } } },
-});
+const PLAIN_TEXT = plainText('period_time: must not be negative, got "-PT5S"');
 
 @ApiTags('plans')
 @ApiExtraModels(...REQUEST_MODELS, ...RESPONSE_MODELS)
@@ -52,9 +49,9 @@ export class PlansController {
 
   @Get()
   @ApiOperation({ summary: "A user's plans, newest first, 20 a page" })
-  @ApiQuery({ name: 'user_id', format: 'uuid', required: true })
+  @ApiQuery({ name: 'user_id', type: String, format: 'uuid', required: true })
   @ApiQuery({ name: 'page', required: false, description: `Page index (page 2 = rows 40-59), 0..${MAX_PAGE}`, schema: { type: 'integer', default: 0, minimum: 0 } })
-  @ApiOkResponse({ type: ListPlansResponseDto })
+  @ApiOkResponse({ type: ListPlansResponseDto, description: 'A page of plans' })
   @ApiBadRequestResponse(PLAIN_TEXT)
   async list(@Query('user_id') userId: unknown, @Query('page') page: unknown): Promise<ListPlansResponseDto> {
     const id = requireUuid('user_id', userId);
@@ -65,7 +62,7 @@ export class PlansController {
 
   @Patch()
   @ApiOperation({ summary: 'Update period, max_failure_retry or hooks (plan id in the body); null or missing keeps a value' })
-  @ApiOkResponse({ type: PlanDto })
+  @ApiOkResponse({ type: PlanDto, description: 'The updated plan' })
   @ApiBadRequestResponse(PLAIN_TEXT)
   @ApiNotFoundResponse(plainText('Plan not found --- ID'))
   @ApiServiceUnavailableResponse(plainText('Unable to acquire lock on --- ID | Try again later'))
@@ -76,7 +73,7 @@ export class PlansController {
   @Get(':plan_id')
   @ApiOperation({ summary: 'A plan and its most recently created task' })
   @ApiParam({ name: 'plan_id', format: 'uuid' })
-  @ApiOkResponse({ type: GetPlanResponseDto })
+  @ApiOkResponse({ type: GetPlanResponseDto, description: 'The plan and its latest task' })
   @ApiBadRequestResponse(PLAIN_TEXT)
   @ApiNotFoundResponse(plainText('Plan not found --- ID'))
   async get(@Param('plan_id') planId: string): Promise<GetPlanResponseDto> {
@@ -87,7 +84,7 @@ export class PlansController {
   @Get(':plan_id/summary')
   @ApiOperation({ summary: 'A plan, all its tasks and all its error logs (oldest first)' })
   @ApiParam({ name: 'plan_id', format: 'uuid' })
-  @ApiOkResponse({ type: GetSummaryResponseDto })
+  @ApiOkResponse({ type: GetSummaryResponseDto, description: 'The plan, its tasks and error logs' })
   @ApiBadRequestResponse(PLAIN_TEXT)
   @ApiNotFoundResponse(plainText('Plan not found --- ID'))
   async summary(@Param('plan_id') planId: string): Promise<GetSummaryResponseDto> {

@@ -14,7 +14,7 @@ export class CreateUserRequestDto {
 export class UserDto {
   @ApiProperty({ format: 'uuid' }) id!: string;
   @ApiProperty({ example: 'alice' }) name!: string;
-  @ApiProperty({ description: 'epoch milliseconds', example: 1732300000000 }) created_at!: number;
+  @ApiProperty({ type: 'integer', format: 'int64', description: 'epoch milliseconds', example: 1732300000000 }) created_at!: number;
 }
 
 export function mapUser(entity: UserEntity): UserDto {

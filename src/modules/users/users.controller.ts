@@ -1,5 +1,6 @@
 import { BadRequestException, Body, Controller, Get, HttpCode, Post, Query } from '@nestjs/common';
-import { ApiBadRequestResponse, ApiNotFoundResponse, ApiOkResponse, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiBadRequestResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { plainTextResponse as plainText } from '../../common/openapi-responses';
 import { CreateUserRequestDto, mapUser, UserDto } from './user.dto';
 import { UsersService } from './users.service';
 
@@ -10,16 +11,19 @@ export class UsersController {
 
   @Post()
   @HttpCode(200)
-  @ApiOkResponse({ type: UserDto })
-  @ApiBadRequestResponse({ description: 'Plain-text message naming the bad field and value' })
+  @ApiOperation({ summary: 'Create a user (names are not unique)' })
+  @ApiOkResponse({ type: UserDto, description: 'The new user' })
+  @ApiBadRequestResponse(plainText('name: must be a string, got 42'))
   async create(@Body() body: CreateUserRequestDto): Promise<UserDto> {
     return mapUser(await this.users.create(body.name));
   }
 
   @Get()
-  @ApiQuery({ name: 'username', required: true })
-  @ApiOkResponse({ type: UserDto })
-  @ApiNotFoundResponse({ description: 'User (NAME) not found' })
+  @ApiOperation({ summary: 'The first user with exactly this name' })
+  @ApiQuery({ name: 'username', required: true, type: String, example: 'alice' })
+  @ApiOkResponse({ type: UserDto, description: 'The user' })
+  @ApiBadRequestResponse(plainText('username: must be given once as a query parameter, got null'))
+  @ApiNotFoundResponse(plainText('User (NAME) not found'))
   async get(@Query('username') username: unknown): Promise<UserDto> {
     if (typeof username !== 'string') {
       throw new BadRequestException(`username: must be given once as a query parameter, got ${JSON.stringify(username ?? null)}`);

@@ -123,7 +123,7 @@ export class SlackMessageRequestDto {
   @IsString({ message: 'must be a string' })
   channel!: string;
 
-  @ApiProperty({ description: 'A string holding a JSON array of Slack Block Kit blocks' })
+  @ApiProperty({ description: 'A string holding a JSON array of Slack Block Kit blocks', example: '[{"type":"section","text":{"type":"mrkdwn","text":"Export done"}}]' })
   @MaxLength(100_000, { message: 'must be at most 100000 characters' })
   @IsString({ message: 'must be a string holding a JSON array of Block Kit blocks' })
   message!: string;
@@ -182,7 +182,7 @@ const ACTION_NAMES = Object.values(ACTION_TYPE);
 
 /** OpenAPI for "any action": a oneOf over the five shapes with the `type` discriminator (refs by name,
  * since the classes are not all defined when decorators run). */
-function actionSchema(description: string) {
+export function actionSchema(description: string) {
   const refs: Record<string, string> = {
     [ACTION_TYPE.RestApi]: getSchemaPath('RestApiRequestDto'),
     [ACTION_TYPE.Slack]: getSchemaPath('SlackMessageRequestDto'),
@@ -358,15 +358,17 @@ export class UpdatePlanRequestDto {
   @IsString({ message: 'must be a UUID string' })
   plan_id!: string;
 
-  @PeriodProperty()
+  @ApiPropertyOptional({ type: 'string', nullable: true, description: 'ISO-8601 duration; null or missing keeps the period', example: 'PT30S' })
   @IsOptional()
   period_time?: string | null;
 
   @MaxFailureRetryProperty()
+  @ApiPropertyOptional({ nullable: true })
   @IsOptional()
   max_failure_retry?: number | null;
 
   @HooksProperty('Replaces all hooks; [] clears them; null or missing keeps them')
+  @ApiPropertyOptional({ nullable: true })
   @IsOptional()
   hooks?: HookDto[] | null;
 }

@@ -3,7 +3,7 @@ import { ErrorLogEntity, ErrorLogKind } from '../../../connectors/repo/entities/
 import { JsonObject, PlanEntity, PlanStatus } from '../../../connectors/repo/entities/plan.entity';
 import { TaskEntity, TaskStatus } from '../../../connectors/repo/entities/task.entity';
 import { ERROR_LOG_TYPE, PLAN_TYPE } from './discriminators';
-import { HookDto, OneTimeDto, RecurringDto } from './plan-request.dto';
+import { actionSchema, HookDto, OneTimeDto, RecurringDto } from './plan-request.dto';
 
 /*
  * Response shapes of the wire contract. The top-level key sets are exact (the Python client builds its
@@ -19,14 +19,6 @@ export class ExecutorErrorLogTypeDto {
   @ApiProperty({ format: 'uuid' }) task_id!: string;
 }
 
-const actionRef = {
-  description: 'The action, as submitted with defaults filled in (same union as in requests)',
-  oneOf: ['RestApiRequestDto', 'SlackMessageRequestDto', 'EmailRequestDto', 'KafkaProducerRequestDto', 'ChainedRequestDto'].map(
-    (name) => ({ $ref: getSchemaPath(name) }),
-  ),
-  discriminator: { propertyName: 'type' },
-};
-
 export class PlanDto {
   @ApiProperty({ format: 'uuid' }) id!: string;
   @ApiProperty({ format: 'uuid' }) user_id!: string;
@@ -34,25 +26,25 @@ export class PlanDto {
   @ApiProperty({ example: 'PT30S' }) period_time!: string;
   @ApiProperty({
     oneOf: [{ $ref: getSchemaPath(OneTimeDto) }, { $ref: getSchemaPath(RecurringDto) }],
-    discriminator: { propertyName: 'type' },
+    discriminator: { propertyName: 'type', mapping: { [PLAN_TYPE.OneTime]: getSchemaPath(OneTimeDto), [PLAN_TYPE.Recurring]: getSchemaPath(RecurringDto) } },
   })
   type!: JsonObject;
   @ApiProperty({ enum: PlanStatus, enumName: 'PlanStatus' }) status!: PlanStatus;
-  @ApiProperty() max_failure_retry!: number;
-  @ApiProperty(actionRef) action!: JsonObject;
+  @ApiProperty({ type: 'integer' }) max_failure_retry!: number;
+  @ApiProperty(actionSchema('The action, as submitted with defaults filled in')) action!: JsonObject;
   @ApiProperty({ type: () => [HookDto], description: 'The hooks (note: singular key, as in the original)' })
   hook!: JsonObject[];
   @ApiProperty({ format: 'uuid', nullable: true, type: 'string' }) parent_plan_id!: string | null;
-  @ApiProperty({ description: 'epoch ms' }) created_at!: number;
-  @ApiProperty({ description: 'epoch ms' }) updated_at!: number;
+  @ApiProperty({ type: 'integer', format: 'int64', description: 'epoch ms' }) created_at!: number;
+  @ApiProperty({ type: 'integer', format: 'int64', description: 'epoch ms' }) updated_at!: number;
 }
 
 export class TaskDto {
   @ApiProperty({ format: 'uuid' }) id!: string;
   @ApiProperty({ format: 'uuid' }) plan_id!: string;
-  @ApiProperty() partition_key!: number;
+  @ApiProperty({ type: 'integer' }) partition_key!: number;
   @ApiProperty({ enum: TaskStatus, enumName: 'TaskStatus' }) status!: TaskStatus;
-  @ApiProperty({ description: 'epoch ms' }) created_at!: number;
+  @ApiProperty({ type: 'integer', format: 'int64', description: 'epoch ms' }) created_at!: number;
   @ApiProperty({ description: 'epoch ms of the end of the last attempt', nullable: true, type: 'integer' })
   executed_at!: number | null;
   @ApiProperty({ description: 'epoch ms when the task is due', nullable: true, type: 'integer' })
@@ -64,15 +56,15 @@ export class ErrorLogDto {
   @ApiProperty() error!: string;
   @ApiProperty({
     oneOf: [{ $ref: getSchemaPath(HookErrorLogTypeDto) }, { $ref: getSchemaPath(ExecutorErrorLogTypeDto) }],
-    discriminator: { propertyName: 'type' },
+    discriminator: { propertyName: 'type', mapping: { [ERROR_LOG_TYPE.Hook]: getSchemaPath(HookErrorLogTypeDto), [ERROR_LOG_TYPE.Executor]: getSchemaPath(ExecutorErrorLogTypeDto) } },
   })
   type!: HookErrorLogTypeDto | ExecutorErrorLogTypeDto;
-  @ApiProperty({ description: 'epoch ms' }) timestamp!: number;
+  @ApiProperty({ type: 'integer', format: 'int64', description: 'epoch ms' }) timestamp!: number;
 }
 
 export class GetPlanResponseDto {
   @ApiProperty({ type: () => PlanDto }) plan!: PlanDto;
-  @ApiProperty({ type: () => TaskDto, description: 'The most recently created task of the plan' }) latest_task!: TaskDto | null;
+  @ApiProperty({ type: () => TaskDto, nullable: true, description: 'The most recently created task of the plan' }) latest_task!: TaskDto | null;
 }
 
 export class GetSummaryResponseDto {
@@ -84,8 +76,8 @@ export class GetSummaryResponseDto {
 
 export class ListPlansResponseDto {
   @ApiProperty({ type: () => [PlanDto], description: 'At most 20, newest first' }) plans!: PlanDto[];
-  @ApiProperty({ description: "The user's plan count" }) total!: number;
-  @ApiProperty({ description: 'Echoes the page index asked for' }) offset!: number;
+  @ApiProperty({ type: 'integer', description: "The user's plan count" }) total!: number;
+  @ApiProperty({ type: 'integer', description: 'Echoes the page index asked for' }) offset!: number;
 }
 
 export const RESPONSE_MODELS = [HookErrorLogTypeDto, ExecutorErrorLogTypeDto];

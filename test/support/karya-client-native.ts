@@ -1,0 +1,67 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+
+/**
+ * Inside Jest the client runs through @swc/jest (ESM rewritten to CommonJS, class fields lowered). To be sure
+ * the server also works with the package exactly as npm ships it, this script runs the unmodified ESM
+ * modules in a plain `node` child process (deep imports resolved from the project's node_modules, axios'
+ * own ESM build), against the URL in KARYA_URL, and prints what each call returned (or threw) as JSON.
+ */
+const NATIVE_SCRIPT = `
+import { ClientConfig } from 'karya-client/client/config.js';
+import { KaryaRestClient } from 'karya-client/client/karya-rest-client.js';
+import { CreateUserRequest, SubmitPlanRequest, UpdatePlanRequest } from 'karya-client/client/requests.js';
+import { KafkaProducerRequest, RestApiRequest } from 'karya-client/entities/actions.js';
+import { Trigger } from 'karya-client/entities/constants.js';
+import { Hook } from 'karya-client/entities/models.js';
+import { Recurring } from 'karya-client/entities/plan-types.js';
+
+const name = process.env.KARYA_USER;
+const client = new KaryaRestClient(new ClientConfig(new URL(process.env.KARYA_URL)));
+const out = {};
+const user = await client.createUser(new CreateUserRequest(name));
+out.user = { ...user, class: user.constructor.name };
+out.found = await client.getUser(name);
+const hook = new Hook(Trigger.ON_FAILURE, new RestApiRequest('hooks.example.com/failed', new RestApiRequest.JsonBody({ from: 'esm' })));
+const plan = await client.submitPlan(
+  new SubmitPlanRequest(user.id, 'native esm client', 'PT1H', new Recurring(), new KafkaProducerRequest('orders', 'hi'), [hook]),
+);
+out.plan = { ...plan, class: plan.constructor.name };
+out.get = await client.getPlan(plan.id);
+out.summary = await client.getSummary(plan.id);
+out.list = await client.listPlans(user.id, 0);
+out.updated = await client.updatePlan(new UpdatePlanRequest(plan.id, undefined, 5));
+out.cancelled = await client.cancelPlan(plan.id);
+try {
+  await client.getUser(name + '-missing');
+  out.error = null;
+} catch (e) {
+  out.error = { name: e.name, isAxiosError: e.isAxiosError, status: e.response?.status, data: e.response?.data };
+}
+await client.close();
+process.stdout.write(JSON.stringify(out));
+`;
+
+/** The JSON the native script printed, keyed by step. */
+export type NativeRun = Record<string, Record<string, unknown> | null>;
+
+export function runNativeClient(baseUrl: URL, userName: string): Promise<NativeRun> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ['--input-type=module', '-e', NATIVE_SCRIPT],
+      {
+        cwd: join(__dirname, '../..'),
+        env: { ...process.env, KARYA_URL: baseUrl.toString(), KARYA_USER: userName, NODE_OPTIONS: '' },
+        timeout: 30_000,
+      },
+      (err, stdout, stderr) => {
+        if (err) {
+          reject(new Error(`native karya-client run failed: ${err.message}\n${stderr}`));
+          return;
+        }
+        resolve(JSON.parse(stdout) as NativeRun);
+      },
+    );
+  });
+}
