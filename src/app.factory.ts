@@ -6,6 +6,8 @@ import { collapseSlashes } from './common/collapse-slashes.middleware';
 import { PlainTextExceptionFilter } from './common/plain-text-exception.filter';
 import { karyaValidationPipe } from './common/validation.pipe';
 import { KaryaConfig } from './config/karya-config';
+import { QueueName, TaskQueue } from './connectors/queue/queue.port';
+import { QueueTransport } from './pipeline/queue.transport';
 import { createOpenApiDocument } from './openapi';
 import { Role } from './role/role';
 
@@ -35,7 +37,14 @@ export async function createApp(config: KaryaConfig, options: CreateAppOptions =
       jsonDocumentUrl: 'docs-json',
     });
   }
+  if (config.roles.has(Role.Executor)) {
+    // The executor's @EventPattern handlers run behind a transport over the queue port (RabbitMQ or memory).
+    const queues = [{ name: QueueName.Executor, prefetch: config.executor.concurrency }];
+    // Not inheritAppConfig: the HTTP error filter and validation pipe mean nothing to queue messages.
+    app.connectMicroservice({ strategy: new QueueTransport(app.get(TaskQueue), queues) });
+  }
   await app.init();
+  await app.startAllMicroservices();
   return app;
 }
 

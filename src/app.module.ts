@@ -5,6 +5,7 @@ import { LockModule } from './connectors/lock/lock.module';
 import { QueueModule } from './connectors/queue/queue.module';
 import { RepoModule } from './connectors/repo/repo.module';
 import { HealthModule } from './health/health.module';
+import { metricsEnabledFor, MetricsModule } from './metrics/metrics.module';
 import { modulesForRoles } from './role/role-modules';
 
 /** Root module: config + connectors + health for every role, then the role's feature modules. */
@@ -19,6 +20,7 @@ export class AppModule {
         LockModule.forRoot(config.providers.lock),
         QueueModule.forRoot(config.providers.queue),
         HealthModule,
+        MetricsModule.forRoot({ enabled: metricsEnabledFor(config) }),
         ...modulesForRoles(config.roles),
       ],
     };

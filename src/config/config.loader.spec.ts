@@ -78,6 +78,7 @@ describe('loadConfig', () => {
       executionBuffer: 1000,
       repoPartitions: [1, 2, 3, 4, 5],
       metricsEnabled: true,
+      leaseTime: 30000,
     });
     expect(config.executor.metricsEnabled).toBe(true);
     expect(config.executor.connectors).toEqual([

@@ -54,7 +54,7 @@ export const DEFAULTS = {
   lock: { waitTime: 1000, leaseTime: 5000, clusterNodes: ['redis://localhost:6379'], connectTimeout: 5000 },
   queue: { username: 'guest', password: 'guest', virtualHost: '/', clusterNodes: ['localhost:5672'] },
   server: { port: 8080, strictMode: true, maxChainedDepth: 2, metricsEnabled: true, minRecurringPeriod: 1000 },
-  scheduler: { threadCount: 2, workers: 3, channelCapacity: 10, pollFrequency: 300, executionBuffer: 1000, metricsEnabled: true },
+  scheduler: { threadCount: 2, workers: 3, channelCapacity: 10, pollFrequency: 300, executionBuffer: 1000, metricsEnabled: true, leaseTime: 30_000 },
   executor: {
     metricsEnabled: true,
     concurrency: 64,
@@ -319,6 +319,7 @@ function resolveScheduler(file: SchedulerFile | undefined, partitions: number, p
     executionBuffer: f?.executionBuffer ?? d.executionBuffer,
     repoPartitions: repoPartitions ? [...new Set(repoPartitions)].sort((x, y) => x - y) : undefined,
     metricsEnabled: a?.metricsEnabled ?? a?.monitoringEnabled ?? d.metricsEnabled,
+    leaseTime: a?.leaseTime ?? d.leaseTime,
   };
 }
 

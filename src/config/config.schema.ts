@@ -162,6 +162,8 @@ export class SchedulerApplication {
   @Bool() monitoringEnabled?: boolean;
   @Int(1) threadCount?: number;
   @Int(1) workers?: number;
+  /** New: ms a claimed task may stay unfinished past its due time before it is dispatched again. */
+  @Int(1000) leaseTime?: number;
   @Nested(() => FetcherSection) fetcher?: FetcherSection;
 }
 

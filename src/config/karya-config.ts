@@ -73,6 +73,8 @@ export class SchedulerConfig {
   /** Partition keys this scheduler claims from; undefined means all of 1..partitions. */
   repoPartitions?: number[];
   metricsEnabled!: boolean;
+  /** ms a claimed task may stay unfinished past its due time before another scheduler dispatches it again. */
+  leaseTime!: number;
 }
 
 export type ConnectorType = 'restapi' | 'slack' | 'email' | 'kafka' | 'chained';

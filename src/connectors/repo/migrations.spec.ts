@@ -76,6 +76,7 @@ describe.each(targets)('migrations on $name', (target) => {
     expect(byName.tasks_due_idx).toMatch(/\(partition_key, next_execution_at\) WHERE \(\(status\)::text = 'CREATED'::text\)/);
     expect(byName.tasks_lease_idx).toMatch(/\(partition_key, lease_until\) WHERE \(\(status\)::text = 'PROCESSING'::text\)/);
     expect(byName.tasks_plan_idx).toMatch(/\(plan_id, created_at\)/);
+    expect(byName.tasks_retry_idx).toMatch(/\(partition_key, retry_at\) WHERE .*FAILURE.*retry_at IS NOT NULL/);
   });
 
   it('stores error text as TEXT (no 255-character limit)', async () => {

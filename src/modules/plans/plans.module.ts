@@ -1,11 +1,10 @@
 import { Module } from '@nestjs/common';
+import { PlanStoreModule } from './plan-store.module';
 import { PlansController } from './plans.controller';
-import { PlansRepository } from './plans.repository';
-import { PlansService } from './plans.service';
 
 /** Plan submission, listing, update and cancel (`/v1/plan`). Server role only. */
 @Module({
+  imports: [PlanStoreModule],
   controllers: [PlansController],
-  providers: [PlansService, PlansRepository],
 })
 export class PlansModule {}

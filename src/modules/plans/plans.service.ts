@@ -63,6 +63,9 @@ export class PlansService {
       planId: plan.id,
       status: TaskStatus.Created,
       attempt: 0,
+      dispatchSeq: 0,
+      retryAt: null,
+      nextCreated: false,
       createdAt: now,
       executedAt: null,
       // A OneTime plan is a delayed job: both plan types first run one period after submission.

@@ -1,8 +1,12 @@
 import { Module } from '@nestjs/common';
+import { SchedulerService } from './scheduler.service';
+import { TaskClaimsRepository } from './task-claims.repository';
 
 /**
- * Claims due tasks and dispatches them to the executor queue. Scheduler role only; its claim loop
- * (started from onApplicationBootstrap) arrives with the pipeline issue.
+ * Claims due tasks in batches and dispatches them to the executor queue at their due time.
+ * Scheduler role only; its loops start in SchedulerService.onApplicationBootstrap.
  */
-@Module({})
+@Module({
+  providers: [SchedulerService, TaskClaimsRepository],
+})
 export class SchedulerModule {}

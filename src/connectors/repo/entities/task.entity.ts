@@ -30,6 +30,18 @@ export class TaskEntity {
   @Column({ type: 'int', default: 0 })
   attempt!: number;
 
+  /** Fencing token: bumped by every dispatch; only a message carrying the current value may run the task. */
+  @Column({ name: 'dispatch_seq', type: 'int', default: 0 })
+  dispatchSeq!: number;
+
+  /** While a failed task waits for another attempt: when it is due. */
+  @Column({ name: 'retry_at', type: 'timestamptz', precision: 3, nullable: true })
+  retryAt!: Date | null;
+
+  /** A recurring plan's next task has been created from this one (never twice). */
+  @Column({ name: 'next_created', type: 'boolean', default: false })
+  nextCreated!: boolean;
+
   @Column({ name: 'created_at', type: 'timestamptz', precision: 3 })
   createdAt!: Date;
 

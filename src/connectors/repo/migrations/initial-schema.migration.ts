@@ -51,6 +51,13 @@ export function initialSchemaMigration(partitions: number): new () => MigrationI
           status varchar(16) NOT NULL
             CHECK (status IN ('CREATED', 'PROCESSING', 'SUCCESS', 'FAILURE', 'CANCELLED')),
           attempt int NOT NULL DEFAULT 0,
+          -- Bumped by every dispatch; a message carries it and an executor runs the task only if it still
+          -- matches (a fencing token), so a re-dispatched task never runs twice from stale messages.
+          dispatch_seq int NOT NULL DEFAULT 0,
+          -- Set while a failed task waits for its next attempt (status FAILURE).
+          retry_at timestamptz(3) NULL,
+          -- Whether the next occurrence of a recurring plan was created from this task (exactly once).
+          next_created boolean NOT NULL DEFAULT false,
           created_at timestamptz(3) NOT NULL,
           executed_at timestamptz(3) NULL,
           next_execution_at timestamptz(3) NULL,
@@ -69,6 +76,10 @@ export function initialSchemaMigration(partitions: number): new () => MigrationI
       // Expired leases of dead schedulers/executors are found without scanning finished tasks.
       await q.query(
         `CREATE INDEX tasks_lease_idx ON tasks (partition_key, lease_until) WHERE status = 'PROCESSING'`,
+      );
+      // Failed tasks waiting for a retry, by when it is due.
+      await q.query(
+        `CREATE INDEX tasks_retry_idx ON tasks (partition_key, retry_at) WHERE status = 'FAILURE' AND retry_at IS NOT NULL`,
       );
       await q.query(`CREATE INDEX tasks_plan_idx ON tasks (plan_id, created_at)`);
 

@@ -1,0 +1,201 @@
+import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { RepoConfig, SchedulerConfig } from '../../config/karya-config';
+import { QueueName, TaskQueue } from '../../connectors/queue/queue.port';
+import { KaryaMetrics } from '../../metrics/karya-metrics';
+import { EXECUTOR_MESSAGE_TYPE, ExecutorMessage } from '../../pipeline/executor-message';
+import { ClaimedTask, ClaimKind, ClaimOptions, TaskClaimsRepository } from './task-claims.repository';
+
+/** Claims held in memory (claimed, waiting for their due time) never exceed this many per claim batch. */
+const HELD_PER_BATCH = 20;
+/** After a failed publish (broker down), try again this soon; the lease covers us if we never manage. */
+const PUBLISH_RETRY_MS = 500;
+
+/**
+ * The scheduler role. Meaning of scheduler.yml's keys here (README "scheduler.yml"):
+ * - `workers`: parallel claim loops, each owning an interleaved share of this scheduler's partitions;
+ * - `fetcher.channelCapacity`: tasks claimed per claim statement (and, ×20, the most held in memory);
+ * - `fetcher.pollFrequency`: the pause of an idle loop; tasks due within the next 2 × pollFrequency are
+ *   claimed ahead and published from a timer at their due time, so lateness is milliseconds, not a poll;
+ * - `fetcher.executionBuffer`: lateness (ms) above which a dispatch is logged as late — never a reason to skip;
+ * - `leaseTime`: how long past its due time a claim stays valid before another scheduler dispatches it again.
+ */
+@Injectable()
+export class SchedulerService implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger('Scheduler');
+  private running = false;
+  private readonly loops: Promise<void>[] = [];
+  private readonly wakers = new Set<() => void>();
+  /** Claimed and not yet published, by task id. */
+  private readonly held = new Map<string, ClaimedTask>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly partitions: number[];
+
+  constructor(
+    private readonly claims: TaskClaimsRepository,
+    private readonly queue: TaskQueue,
+    private readonly config: SchedulerConfig,
+    private readonly repo: RepoConfig,
+    private readonly metrics: KaryaMetrics,
+  ) {
+    this.partitions = config.repoPartitions ?? Array.from({ length: repo.partitions }, (_, i) => i + 1);
+  }
+
+  onApplicationBootstrap(): void {
+    this.running = true;
+    const workers = Math.min(this.config.workers, this.partitions.length);
+    for (let w = 0; w < workers; w++) {
+      const mine = this.partitions.filter((_, i) => i % workers === w);
+      this.loops.push(this.claimLoop(mine));
+    }
+    this.loops.push(this.leaseLoop());
+  }
+
+  /** Stop claiming, publish what is due now, hand the rest back so other schedulers take it at once. */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.running = false;
+    this.wakers.forEach((wake) => wake());
+    await Promise.all(this.loops);
+    this.timers.forEach((t) => clearTimeout(t));
+    this.timers.clear();
+    const now = Date.now();
+    const all = [...this.held.values()];
+    const dueNow = all.filter((t) => t.dueAt <= now + this.config.pollFrequency);
+    const later = all.filter((t) => t.dueAt > now + this.config.pollFrequency);
+    await this.publish(dueNow, false);
+    const unpublished = [...dueNow.filter((t) => this.held.has(t.taskId)), ...later];
+    if (unpublished.length > 0) {
+      await this.claims.release(unpublished).catch((e: unknown) => {
+        this.logger.warn(`could not release ${unpublished.length} claims (their lease will lapse): ${String(e)}`);
+      });
+    }
+    this.held.clear();
+  }
+
+  private get batchSize(): number {
+    return Math.max(1, this.config.channelCapacity);
+  }
+
+  private options(partitions: number[], horizon: number, limit: number): ClaimOptions {
+    return { partitions, horizon, limit, leaseTime: this.config.leaseTime, totalPartitions: this.repo.partitions };
+  }
+
+  private async claimLoop(partitions: number[]): Promise<void> {
+    const lookahead = 2 * this.config.pollFrequency;
+    while (this.running) {
+      let full = false;
+      try {
+        for (const kind of ['due', 'retry'] as ClaimKind[]) {
+          const room = this.batchSize * HELD_PER_BATCH - this.held.size;
+          if (room <= 0 || !this.running) break;
+          const limit = Math.min(this.batchSize, room);
+          const started = Date.now();
+          const batch = await this.claims.claim(kind, this.options(partitions, started + lookahead, limit));
+          this.measureClaim(batch, started);
+          this.hold(batch);
+          full ||= batch.length === limit;
+        }
+      } catch (e) {
+        this.logger.error(`claim failed: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      // A full batch means more may be waiting: claim again at once. Otherwise rest a poll interval.
+      if (!full) await this.sleep(this.config.pollFrequency);
+    }
+  }
+
+  private async leaseLoop(): Promise<void> {
+    while (this.running) {
+      await this.sleep(Math.max(this.config.pollFrequency, 1000));
+      if (!this.running) break;
+      try {
+        const started = Date.now();
+        const batch = await this.claims.claim('lease', this.options(this.partitions, started, this.batchSize));
+        this.measureClaim(batch, started);
+        if (batch.length > 0) {
+          this.metrics.leaseExpired(batch.length);
+          this.logger.warn(`re-dispatching ${batch.length} task(s) whose lease lapsed`);
+        }
+        this.hold(batch);
+      } catch (e) {
+        this.logger.error(`lease sweep failed: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+  }
+
+  /** Keeps claims until their due time, one timer per due instant. */
+  private hold(batch: ClaimedTask[]): void {
+    const byDue = new Map<number, ClaimedTask[]>();
+    for (const t of batch) {
+      this.held.set(t.taskId, t);
+      byDue.set(t.dueAt, [...(byDue.get(t.dueAt) ?? []), t]);
+    }
+    for (const [dueAt, tasks] of byDue) {
+      const delay = dueAt - Date.now();
+      if (delay <= 0) {
+        void this.publish(tasks, true);
+        continue;
+      }
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        void this.publish(tasks, true);
+      }, delay);
+      this.timers.add(timer);
+    }
+  }
+
+  private async publish(tasks: ClaimedTask[], retry: boolean): Promise<void> {
+    if (tasks.length === 0) return;
+    try {
+      await this.queue.publishBatch(QueueName.Executor, tasks.map(toMessage));
+      this.metrics.dispatched(tasks.length);
+      const now = Date.now();
+      for (const t of tasks) {
+        this.held.delete(t.taskId);
+        const late = now - t.dueAt;
+        if (late > this.config.executionBuffer) this.logger.warn(`task ${t.taskId} dispatched ${late} ms after its due time`);
+      }
+    } catch (e) {
+      this.logger.error(`publish of ${tasks.length} task(s) failed: ${e instanceof Error ? e.message : String(e)}`);
+      if (retry && this.running) {
+        const timer = setTimeout(() => {
+          this.timers.delete(timer);
+          void this.publish(tasks, true);
+        }, PUBLISH_RETRY_MS);
+        this.timers.add(timer);
+      }
+    }
+  }
+
+  private measureClaim(batch: ClaimedTask[], started: number): void {
+    if (batch.length === 0) return;
+    const now = Date.now();
+    this.metrics.observeClaimBatch((now - started) / 1000, batch.length);
+    // Claimed ahead of time counts as 0: the metric is about tasks found late.
+    for (const t of batch) this.metrics.observeFetchLatency((now - t.dueAt) / 1000);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wakers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wakers.add(done);
+    });
+  }
+}
+
+function toMessage(t: ClaimedTask): ExecutorMessage {
+  return {
+    type: EXECUTOR_MESSAGE_TYPE,
+    planId: t.planId,
+    taskId: t.taskId,
+    partitionKey: t.partitionKey,
+    attempt: t.attempt,
+    dispatchSeq: t.dispatchSeq,
+    action: t.action,
+    maxFailureRetry: t.maxFailureRetry,
+    toBeExecutedAt: t.dueAt,
+  };
+}

@@ -1,0 +1,176 @@
+import { INestApplication } from '@nestjs/common';
+import request from 'supertest';
+import { DataSource } from 'typeorm';
+import { createApp } from '../src/app.factory';
+import { loadConfig } from '../src/config/config.loader';
+import { Delivery, QueueName, TaskQueue } from '../src/connectors/queue/queue.port';
+import { HttpSink, waitFor } from './support/http-sink';
+import { TempDir } from './support/temp-files';
+
+/**
+ * The pipeline in one process on the embedded stack (PGlite, memory lock, memory queue): scheduler claims,
+ * dispatches at the due time, executor runs the REST action against a local sink and records the result.
+ */
+const T = {
+  OneTime: 'karya.core.entities.PlanType.OneTime',
+  Recurring: 'karya.core.entities.PlanType.Recurring',
+  Rest: 'karya.core.entities.Action.RestApiRequest',
+  Chained: 'karya.core.entities.Action.ChainedRequest',
+  Slack: 'karya.core.entities.Action.SlackMessageRequest',
+};
+
+describe('pipeline, all-in-one on PGlite', () => {
+  const tmp = new TempDir();
+  const sink = new HttpSink();
+  let app: INestApplication;
+  let http: ReturnType<INestApplication['getHttpServer']>;
+  let ds: DataSource;
+  let userId: string;
+  const deadLetters: Delivery[] = [];
+
+  beforeAll(async () => {
+    await sink.start();
+    const { config } = loadConfig({
+      KARYA_PROVIDERS_CONFIG_PATH: tmp.write('p.yml', 'repo:\n  provider: pglite\n  properties:\n    dataDir: memory\n'),
+      KARYA_SCHEDULER_CONFIG_PATH: tmp.write('s.yml', 'application:\n  fetcher:\n    pollFrequency: 100\n    channelCapacity: 50\n'),
+      KARYA_EXECUTOR_CONFIG_PATH: tmp.write(
+        'e.yml',
+        'application:\n  retry:\n    initialDelay: 300\n    multiplier: 2\n    jitter: 0\n  connectors:\n    - type: restapi\n      configs: {}\n',
+      ),
+    });
+    app = await createApp(config, { logger: process.env.KARYA_TEST_LOGS ? undefined : false });
+    http = app.getHttpServer();
+    ds = app.get(DataSource);
+    await app.get(TaskQueue).consume(QueueName.DeadLetter, async (d) => void deadLetters.push(d), { prefetch: 10 });
+    userId = (await request(http).post('/v1/user').send({ name: 'pipeline' }).expect(200)).body.id;
+  });
+  afterAll(async () => {
+    await app?.close();
+    await sink.stop();
+    tmp.cleanup();
+  });
+
+  const submit = async (body: Record<string, unknown>) =>
+    (await request(http).post('/v1/plan').send({ user_id: userId, description: 'p', max_failure_retry: 0, ...body }).expect(200)).body;
+  const summary = async (id: string) => (await request(http).get(`/v1/plan/${id}/summary`).expect(200)).body;
+
+  it('runs a OneTime plan due in 1 s once, at its due time: task SUCCESS, plan COMPLETED', async () => {
+    const plan = await submit({ period_time: 'PT1S', plan_type: { type: T.OneTime }, action: { type: T.Rest, base_url: `${sink.baseUrl}/once`, method: 'POST' } });
+    await waitFor(async () => (await summary(plan.id)).plan.status === 'COMPLETED', 10_000, 'plan COMPLETED');
+    const s = await summary(plan.id);
+    expect(s.tasks).toHaveLength(1);
+    expect(s.tasks[0].status).toBe('SUCCESS');
+    const hits = sink.hitsFor(s.tasks[0].id);
+    expect(hits).toHaveLength(1);
+    expect(hits[0]).toMatchObject({ method: 'POST', path: '/once', planId: plan.id, attempt: 1 });
+    const lateness = hits[0].receivedAt - s.tasks[0].next_execution_at;
+    expect(lateness).toBeGreaterThanOrEqual(0);
+    expect(lateness).toBeLessThan(100);
+  });
+
+  it('runs a bounded Recurring plan on its grid and completes after the first run at or after end_at', async () => {
+    const createdAround = Date.now();
+    const plan = await submit({
+      period_time: 'PT1S',
+      plan_type: { type: T.Recurring, end_at: createdAround + 3500 },
+      action: { type: T.Rest, base_url: `${sink.baseUrl}/grid` },
+    });
+    await waitFor(async () => (await summary(plan.id)).plan.status === 'COMPLETED', 15_000, 'recurring plan COMPLETED');
+    const s = await summary(plan.id);
+    const hits = sink.hits.filter((h) => h.planId === plan.id).sort((a, b) => a.receivedAt - b.receivedAt);
+    // created + 1 s, 2 s, 3 s (before end_at) and 4 s (the first at or after it).
+    expect(hits).toHaveLength(4);
+    hits.forEach((h, k) => {
+      const slot = plan.created_at + (k + 1) * 1000;
+      expect(Math.abs(h.receivedAt - slot)).toBeLessThan(100);
+    });
+    expect(s.tasks.map((t: { status: string }) => t.status)).toEqual(['SUCCESS', 'SUCCESS', 'SUCCESS', 'SUCCESS']);
+  });
+
+  it('retries a failing action with backoff, logs each failure, and dead-letters after the last attempt', async () => {
+    const plan = await submit({ period_time: 'PT0.2S', plan_type: { type: T.OneTime }, max_failure_retry: 2, action: { type: T.Rest, base_url: `${sink.baseUrl}/fail` } });
+    await waitFor(async () => (await summary(plan.id)).error_logs.length === 3 && (await summary(plan.id)).plan.status === 'COMPLETED', 15_000, '3 failures');
+    const s = await summary(plan.id);
+    const taskId = s.tasks[0].id;
+    expect(s.tasks).toHaveLength(1);
+    expect(s.tasks[0].status).toBe('FAILURE');
+    expect(s.error_logs).toHaveLength(3);
+    for (const e of s.error_logs) {
+      expect(e.type).toEqual({ type: 'karya.core.entities.ErrorLogType.ExecutorErrorLog', task_id: taskId });
+      expect(e.error).toBe(`REST call failed --- [500 | http://${sink.baseUrl}/fail] | sink says no`);
+    }
+    const hits = sink.hitsFor(taskId);
+    expect(hits.map((h) => h.attempt)).toEqual([1, 2, 3]);
+    // initialDelay 300 ms, doubling, no jitter: ≥ 300 ms then ≥ 600 ms between attempts.
+    expect(hits[1].receivedAt - hits[0].receivedAt).toBeGreaterThanOrEqual(300);
+    expect(hits[2].receivedAt - hits[1].receivedAt).toBeGreaterThanOrEqual(600);
+    await waitFor(() => deadLetters.some((d) => d.message.taskId === taskId), 5000, 'dead letter');
+    const dl = deadLetters.filter((d) => d.message.taskId === taskId);
+    expect(dl).toHaveLength(1);
+    expect(dl[0].deadLetterReason).toMatch(/^Failed after 3 attempt\(s\): REST call failed --- \[500/);
+  });
+
+  it('turns FAILURE into SUCCESS when a retry succeeds', async () => {
+    const plan = await submit({ period_time: 'PT0.2S', plan_type: { type: T.OneTime }, max_failure_retry: 3, action: { type: T.Rest, base_url: `${sink.baseUrl}/flaky/2` } });
+    await waitFor(async () => (await summary(plan.id)).tasks[0].status === 'SUCCESS', 15_000, 'SUCCESS after retries');
+    const s = await summary(plan.id);
+    expect(s.error_logs).toHaveLength(2);
+    expect(s.plan.status).toBe('COMPLETED');
+    expect(sink.hitsFor(s.tasks[0].id).map((h) => h.attempt)).toEqual([1, 2, 3]);
+  });
+
+  it('never starts a cancelled plan: cancel before the due time → task CANCELLED, no call', async () => {
+    const plan = await submit({ period_time: 'PT1S', plan_type: { type: T.Recurring }, action: { type: T.Rest, base_url: `${sink.baseUrl}/cancelled` } });
+    // Within the scheduler's look-ahead (2 × pollFrequency = 200 ms): claimed and held on a timer by now.
+    await new Promise((r) => setTimeout(r, 900));
+    const held: { status: string }[] = await ds.query(`SELECT status FROM tasks WHERE plan_id = $1 AND next_execution_at = $2`, [plan.id, new Date(plan.created_at + 1000)]);
+    expect(held[0].status).toBe('PROCESSING');
+    await request(http).post(`/v1/plan/${plan.id}`).expect(200);
+    const cancelledAt = Date.now();
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(sink.hits.filter((h) => h.planId === plan.id && h.receivedAt >= cancelledAt)).toEqual([]);
+    const s = await summary(plan.id);
+    expect(s.plan.status).toBe('CANCELLED');
+    expect(s.tasks.every((t: { status: string }) => t.status === 'CANCELLED')).toBe(true);
+  });
+
+  it('runs a chained action: the child plan has parent_plan_id and runs; cancelling the parent cancels it', async () => {
+    const parent = await submit({
+      period_time: 'PT0.2S',
+      plan_type: { type: T.OneTime },
+      action: { type: T.Chained, request: { user_id: userId, description: 'child', period_time: 'PT1S', plan_type: { type: T.Recurring }, action: { type: T.Rest, base_url: `${sink.baseUrl}/child` } } },
+    });
+    let childId = '';
+    await waitFor(async () => {
+      const rows: { id: string }[] = await ds.query(`SELECT id FROM plans WHERE parent_plan_id = $1`, [parent.id]);
+      childId = rows[0]?.id ?? '';
+      return childId !== '';
+    }, 10_000, 'child plan');
+    await waitFor(() => sink.hits.some((h) => h.planId === childId), 10_000, 'child run');
+    expect((await summary(parent.id)).plan.status).toBe('COMPLETED');
+    await request(http).post(`/v1/plan/${parent.id}`).expect(200);
+    expect((await summary(childId)).plan.status).toBe('CANCELLED');
+    const after = Date.now();
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(sink.hits.filter((h) => h.planId === childId && h.receivedAt > after)).toEqual([]);
+  });
+
+  it('dead-letters once an action whose plugin is not enabled, with the reason, without a redelivery loop', async () => {
+    const plan = await submit({ period_time: 'PT0.2S', plan_type: { type: T.OneTime }, max_failure_retry: 3, action: { type: T.Slack, channel: '#c', message: '[]' } });
+    await waitFor(async () => (await summary(plan.id)).plan.status === 'COMPLETED', 10_000, 'plan ended');
+    const s = await summary(plan.id);
+    expect(s.tasks[0].status).toBe('FAILURE');
+    expect(s.error_logs.map((e: { error: string }) => e.error)).toEqual([`No connector configured for ${T.Slack}`]);
+    await new Promise((r) => setTimeout(r, 800));
+    const dl = deadLetters.filter((d) => d.message.taskId === s.tasks[0].id);
+    expect(dl).toHaveLength(1);
+    expect(dl[0].deadLetterReason).toBe(`No connector configured for ${T.Slack}`);
+  });
+
+  it('serves /metrics with the pipeline counters', async () => {
+    const text = (await request(http).get('/metrics').expect(200)).text;
+    expect(text).toMatch(/karya_scheduler_tasks_dispatched_total(\{[^}]*\})? [1-9]/);
+    expect(text).toMatch(/karya_executor_task_success_execution_count(\{[^}]*\})? [1-9]/);
+    expect(text).toContain('karya_task_lateness_seconds_bucket');
+  });
+});
