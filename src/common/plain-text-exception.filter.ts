@@ -25,6 +25,12 @@ export class PlainTextExceptionFilter implements ExceptionFilter {
     // percent-encoding) in a BadRequestException: say which input was malformed.
     if (exception.cause instanceof SyntaxError) return { status, message: `Malformed JSON body: ${exception.message}` };
     if (exception.cause instanceof URIError) return { status, message: `Malformed URL: ${exception.message}` };
+    // Other body-parser failures (bad Content-Encoding, unsupported charset, too large, aborted) carry a type.
+    const cause = exception.cause as { type?: unknown; message?: unknown; statusCode?: unknown } | undefined;
+    if (typeof cause?.message === 'string' && (typeof cause.type === 'string' || typeof cause.statusCode === 'number')) {
+      const kind = typeof cause.type === 'string' ? ` (${cause.type})` : '';
+      return { status, message: `Request body not accepted${kind}: ${cause.message}` };
+    }
     const body = exception.getResponse();
     if (typeof body === 'string') return { status, message: body };
     const m = (body as { message?: unknown }).message;

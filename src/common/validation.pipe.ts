@@ -54,22 +54,73 @@ function depthOf(value: unknown): number {
   return max;
 }
 
-/** Nest's ValidationPipe with Karya's rules for request bodies: a JSON object, not absurdly deep. */
+/**
+ * The first string in `value` that PostgreSQL cannot store: text columns refuse NUL, and jsonb refuses
+ * NUL escapes and unpaired UTF-16 surrogates. Returns its path and what is wrong with it.
+ */
+export function unstorableString(value: unknown, path: string): { path: string; why: string } | null {
+  const stack: [unknown, string][] = [[value, path]];
+  while (stack.length > 0) {
+    const [v, p] = stack.pop()!;
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) return { path: p, why: 'must not contain NUL (\\u0000) characters' };
+      if (/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(v)) {
+        return { path: p, why: 'must be valid Unicode (it holds an unpaired surrogate)' };
+      }
+    } else if (typeof v === 'object' && v !== null) {
+      for (const [k, child] of Object.entries(v)) stack.push([child, Array.isArray(v) ? `${p}[${k}]` : p ? `${p}.${k}` : k]);
+    }
+  }
+  return null;
+}
+
+/** Keys holding one polymorphic object (a `type` discriminator); class-transformer crashes on a list there. */
+const OBJECT_KEYS = new Set(['action', 'plan_type', 'body', 'request']);
+
+function listWhereObjectBelongs(value: unknown, path: string): string | null {
+  const stack: [unknown, string][] = [[value, path]];
+  while (stack.length > 0) {
+    const [v, p] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    for (const [k, child] of Object.entries(v)) {
+      const childPath = Array.isArray(v) ? `${p}[${k}]` : p ? `${p}.${k}` : k;
+      if (!Array.isArray(v) && OBJECT_KEYS.has(k) && Array.isArray(child)) return childPath;
+      stack.push([child, childPath]);
+    }
+  }
+  return null;
+}
+
+/**
+ * Nest's ValidationPipe with Karya's rules: a body is a JSON object, not absurdly deep; no input holds text
+ * PostgreSQL cannot store; and nothing about a malformed input ever surfaces as a 500.
+ */
 class KaryaValidationPipe extends ValidationPipe {
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
-    if (metadata.type === 'body' && metadata.metatype && metadata.metatype !== Object) {
+    const isDto = metadata.type === 'body' && metadata.metatype && metadata.metatype !== Object;
+    if (isDto) {
+      if (value === undefined) {
+        throw new BadRequestException('request body: missing; send a JSON object with Content-Type: application/json');
+      }
       if (typeof value !== 'object' || value === null || Array.isArray(value)) {
         throw new BadRequestException(`request body: must be a JSON object, got ${Array.isArray(value) ? 'a list' : JSON.stringify(value)}`);
       }
       if (depthOf(value) > MAX_BODY_DEPTH) {
         throw new BadRequestException(`request body: nested more than ${MAX_BODY_DEPTH} levels deep`);
       }
+      const list = listWhereObjectBelongs(value, '');
+      if (list) throw new BadRequestException(`${list}: must be an object with a "type", got a list`);
     }
+    // Path and query parameters are checked by their handlers (common/params.ts), in their declared order.
+    const bad = metadata.type === 'body' ? unstorableString(value, '') : null;
+    if (bad) throw new BadRequestException(`${bad.path || 'request body'}: ${bad.why}`);
     try {
       return await super.transform(value, metadata);
     } catch (e) {
       if (e instanceof ValidationFailure) throw new BadRequestException(describeValidationErrors(e.errors, value).join('; '));
-      throw e;
+      if (e instanceof BadRequestException) throw e;
+      // class-transformer can trip over shapes the DTO never expected (e.g. [null] where an object belongs).
+      throw new BadRequestException(`request body: not the expected shape (${e instanceof Error ? e.message : String(e)})`);
     }
   }
 }

@@ -45,7 +45,8 @@ export class PlansService {
     const now = new Date();
     const plan: PlanEntity = {
       id: randomUUID(),
-      userId: req.user_id,
+      // Canonical lower-case, as the database returns UUIDs: the echo must equal what GET returns.
+      userId: req.user_id.toLowerCase(),
       description: req.description,
       periodTime: req.period_time,
       type: toJson(req.plan_type) as unknown as JsonObject,

@@ -1,6 +1,7 @@
 import { BadRequestException, Body, Controller, Get, HttpCode, Post, Query } from '@nestjs/common';
 import { ApiBadRequestResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { plainTextResponse as plainText } from '../../common/openapi-responses';
+import { unstorableString } from '../../common/validation.pipe';
 import { CreateUserRequestDto, mapUser, UserDto } from './user.dto';
 import { UsersService } from './users.service';
 
@@ -28,6 +29,8 @@ export class UsersController {
     if (typeof username !== 'string') {
       throw new BadRequestException(`username: must be given once as a query parameter, got ${JSON.stringify(username ?? null)}`);
     }
+    const bad = unstorableString(username, 'username');
+    if (bad) throw new BadRequestException(`${bad.path}: ${bad.why}`);
     return mapUser(await this.users.getByName(username));
   }
 }

@@ -251,13 +251,14 @@ export class HookDto {
   max_retry: number = 3;
 }
 
-const PeriodProperty = () =>
+/** The validation of a period_time, shared by submit and update (documentation is per use). */
+const PeriodRules = () =>
   applyDecorators(
-    ApiProperty({ description: 'ISO-8601 duration (PnDTnHnMn.nS, or PnW); months and years are not accepted', example: 'PT30S' }),
     IsString({ message: 'must be an ISO-8601 duration string such as PT30S' }),
     MaxLength(64, { message: 'must be at most 64 characters' }),
     IsPeriod(),
   );
+const PERIOD_DOC = 'ISO-8601 duration (PnDTnHnMn.nS, or PnW); months and years are not accepted';
 
 const HooksProperty = (description: string) =>
   applyDecorators(
@@ -288,7 +289,8 @@ export class SubmitPlanRequestDto {
   @IsString({ message: 'must be a string' })
   description!: string;
 
-  @PeriodProperty()
+  @ApiProperty({ description: PERIOD_DOC, example: 'PT30S', maxLength: 64 })
+  @PeriodRules()
   period_time!: string;
 
   @ApiProperty({
@@ -323,7 +325,7 @@ export class ChainedRequestDto {
   @ApiProperty({ type: () => SubmitPlanRequestDto, description: 'The plan to create when this action runs' })
   @ValidateNested()
   @Type(() => SubmitPlanRequestDto)
-  @IsNotEmpty({ message: 'must be a plan request object' })
+  @IsObject({ message: 'must be a plan request object' })
   request!: SubmitPlanRequestDto;
 }
 
@@ -358,7 +360,8 @@ export class UpdatePlanRequestDto {
   @IsString({ message: 'must be a UUID string' })
   plan_id!: string;
 
-  @ApiPropertyOptional({ type: 'string', nullable: true, description: 'ISO-8601 duration; null or missing keeps the period', example: 'PT30S' })
+  @ApiPropertyOptional({ type: 'string', nullable: true, maxLength: 64, description: `${PERIOD_DOC}; null or missing keeps the period`, example: 'PT30S' })
+  @PeriodRules()
   @IsOptional()
   period_time?: string | null;
 

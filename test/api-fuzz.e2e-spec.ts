@@ -1,0 +1,353 @@
+import { appendFileSync } from 'node:fs';
+import { Server } from 'node:http';
+import { INestApplication, LoggerService } from '@nestjs/common';
+import request from 'supertest';
+import { DataSource } from 'typeorm';
+import { createApp } from '../src/app.factory';
+import { loadConfig } from '../src/config/config.loader';
+import { Expectation, FuzzCase, generateCases, pct, RunState, decoded } from './support/fuzz-cases';
+import { BODY_LIMIT_BYTES, FuzzContext, PLAN_KEYS, T } from './support/fuzz-model';
+import { seedFrom } from './support/fuzz-rng';
+import { TempDir } from './support/temp-files';
+
+/**
+ * Fuzzes the v1 API (shared/spec/api-v1.md) with ~1,000 generated requests, each a valid request with one
+ * mutation: a required field deleted, a wrong JSON type, an unknown `type` discriminator at any depth, huge
+ * strings, bad UUIDs (body, path, query), bad pages, duplicated query parameters, control and unicode
+ * characters, deeply nested chained requests, unknown keys (ignored), odd-case enums (accepted), bad
+ * period_time strings, malformed JSON, wrong content types and empty bodies, over all eight endpoints.
+ *
+ * Every answer must be what the contract says: 200 where the mutation keeps the request valid, otherwise a
+ * 400 (404 for an unknown user or plan) with a non-empty plain-text message naming the field at fault (and not
+ * a bare "Bad Request" or a JavaScript artefact such as "got undefined"), and never a 5xx. A 200 must have the
+ * exact key set, defaults filled in, enums upper-cased, unknown keys dropped, and (for odd characters) store
+ * exactly what it echoed. The only other statuses allowed are body-parser's own 413 (body over Nest's default 100 KB
+ * JSON limit: createApp sets no other) and 415 (an unsupported charset or Content-Encoding). Afterwards the
+ * server must still serve, and rejected requests must have written nothing.
+ *
+ * Deterministic: KARYA_FUZZ_SEED (decimal or 0x-hex) picks the cases, KARYA_FUZZ_CASES their number.
+ * A failure report lists the seed and each failing request in full.
+ */
+
+const DEFAULT_SEED = 0x6b617279; // "kary"
+const SEED = seedFrom(process.env.KARYA_FUZZ_SEED, DEFAULT_SEED);
+const COUNT = Number(process.env.KARYA_FUZZ_CASES ?? 1000);
+const SEED_TEXT = `0x${SEED.toString(16)}`;
+/** Optional: a file to append every case and its answer to (one JSON line each), for studying a run. */
+const DUMP = process.env.KARYA_FUZZ_DUMP;
+const RERUN = `KARYA_FUZZ_SEED=${SEED_TEXT} node --experimental-vm-modules --no-warnings node_modules/jest/bin/jest.js test/api-fuzz`;
+
+/** Keeps what the app logs at error level (the exception filter logs every 5xx with its stack). */
+class CapturingLogger implements LoggerService {
+  readonly errors: string[] = [];
+  log(): void {}
+  warn(): void {}
+  debug(): void {}
+  verbose(): void {}
+  error(message: unknown, ...rest: unknown[]): void {
+    this.errors.push([message, ...rest].map((m) => (m instanceof Error ? (m.stack ?? m.message) : String(m))).join(' '));
+  }
+  fatal(message: unknown, ...rest: unknown[]): void {
+    this.error(message, ...rest);
+  }
+}
+
+interface Answer {
+  status: number;
+  contentType: string;
+  text: string;
+  body: unknown;
+}
+
+interface Failure {
+  c: FuzzCase;
+  expected: Expectation;
+  answer?: Answer;
+  problems: string[];
+  serverLog: string[];
+}
+
+const sendAsIs = (bytes: Buffer): string => bytes as unknown as string;
+
+function truncate(s: string, max: number): string {
+  return s.length > max ? `${s.slice(0, max)}... (${s.length} chars)` : s;
+}
+
+function prop(v: unknown, key: string): unknown {
+  return typeof v === 'object' && v !== null ? (v as Record<string, unknown>)[key] : undefined;
+}
+
+function keysOf(v: unknown): string {
+  return typeof v === 'object' && v !== null ? Object.keys(v).sort().join(',') : String(v);
+}
+
+/** Deep value with object keys sorted (jsonb does not keep key order). */
+function canonical(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (typeof v === 'object' && v !== null) {
+    return Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical((v as Record<string, unknown>)[k])]));
+  }
+  return v;
+}
+
+/** Messages that do not say what was wrong: a bare reason phrase, or a JavaScript artefact instead of the input. */
+function unclear(text: string): string | undefined {
+  if (/^\s*(Bad Request|Not Found|Internal server error|Unsupported Media Type|Payload Too Large)\s*$/i.test(text)) {
+    return `the message "${text}" does not say what was wrong`;
+  }
+  if (/got (undefined|NaN)(?!")|\[object Object\]/.test(text)) return `the message "${truncate(text, 120)}" shows a JavaScript artefact, not the input`;
+  return undefined;
+}
+
+function describeRequest(c: FuzzCase): string {
+  const lines = [`${c.method.toUpperCase()} ${c.url}`];
+  lines.push(`  Content-Type: ${c.contentType ?? '(none)'}`);
+  for (const [k, v] of Object.entries(c.headers ?? {})) lines.push(`  ${k}: ${v}`);
+  if (c.body === undefined) lines.push('  (no body)');
+  else {
+    const text = c.body.toString('utf8');
+    const printable = /^[\x20-\x7e]*$/.test(text) ? text : JSON.stringify(text);
+    lines.push(`  body (${c.body.length} bytes): ${truncate(printable, 1500)}`);
+  }
+  return lines.join('\n');
+}
+
+function describeExpectation(e: Expectation): string {
+  const parts = [e.statuses.join(' or ')];
+  if (e.names) parts.push(`a message naming "${e.names}"`);
+  if (e.text) parts.push(`a message matching ${String(e.text)}`);
+  return parts.join(', ');
+}
+
+describe(`API fuzz: ${COUNT} generated malformed requests (seed ${SEED_TEXT})`, () => {
+  const tmp = new TempDir();
+  const logger = new CapturingLogger();
+  let app: INestApplication;
+  let http: Server;
+  const statusCounts = new Map<string, number>();
+  let ctx: FuzzContext;
+  const state: RunState = { createdNames: new Set(), plansByUser: new Map() };
+  let usersCreated = 0;
+
+  async function post(url: string, body: object): Promise<request.Response> {
+    return request(http).post(url).send(body);
+  }
+
+  async function setupPlan(userId: string, recurring: boolean): Promise<string> {
+    const res = await post('/v1/plan', {
+      user_id: userId, description: 'fuzz target', period_time: 'P1D',
+      plan_type: { type: recurring ? T.Recurring : T.OneTime }, action: { type: T.Rest, base_url: 'localhost:9' },
+    });
+    expect(res.status).toBe(200);
+    state.plansByUser.set(userId, (state.plansByUser.get(userId) ?? 0) + 1);
+    return String(prop(res.body, 'id'));
+  }
+
+  beforeAll(async () => {
+    const providers = tmp.write('providers.yml', 'repo:\n  provider: pglite\n  properties:\n    dataDir: memory\n');
+    const { config } = loadConfig({ KARYA_PROVIDERS_CONFIG_PATH: providers });
+    app = await createApp(config, { logger });
+    http = app.getHttpServer() as Server;
+    const userName = `karya-fuzz-main-${SEED_TEXT}`;
+    const user = await post('/v1/user', { name: userName });
+    const other = await post('/v1/user', { name: `karya-fuzz-other-${SEED_TEXT}` });
+    expect([user.status, other.status]).toEqual([200, 200]);
+    usersCreated = 2;
+    state.createdNames.add(userName).add(`karya-fuzz-other-${SEED_TEXT}`);
+    const userId = String(prop(user.body, 'id'));
+    const otherUserId = String(prop(other.body, 'id'));
+    ctx = {
+      userId, userName, otherUserId,
+      oneTimePlanId: await setupPlan(userId, false),
+      recurringPlanId: await setupPlan(userId, true),
+      cancelPlanId: await setupPlan(userId, false),
+    };
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    tmp.cleanup();
+  });
+
+  async function send(c: FuzzCase): Promise<Answer> {
+    let req = request(http)[c.method](c.url).timeout({ response: 15_000, deadline: 20_000 });
+    if (c.contentType !== undefined) req = req.set('Content-Type', c.contentType);
+    for (const [k, v] of Object.entries(c.headers ?? {})) req = req.set(k, v);
+    // Raw bytes: supertest adds no Content-Type for a Buffer, but would JSON-serialize one sent with a JSON
+    // Content-Type; the identity serializer sends the bytes as they are (superagent accepts a Buffer there).
+    const res = await (c.body !== undefined ? req.serialize(sendAsIs).send(c.body) : req);
+    return { status: res.status, contentType: String(res.headers['content-type'] ?? ''), text: res.text ?? '', body: res.body as unknown };
+  }
+
+  /** Checks of every 200 answer, per endpoint (exact top-level key sets, as the Python client needs). */
+  function checkSuccess(c: FuzzCase, body: unknown): string | undefined {
+    if (c.endpoint === 'POST /v1/plan' || c.endpoint === 'PATCH /v1/plan' || c.endpoint === 'POST /v1/plan/{id}') {
+      if (keysOf(body) !== [...PLAN_KEYS].sort().join(',')) return `Plan keys are ${keysOf(body)}`;
+      if (c.endpoint === 'POST /v1/plan' && prop(body, 'status') !== 'CREATED') return `status ${String(prop(body, 'status'))}`;
+    }
+    if (c.endpoint === 'POST /v1/user' && keysOf(body) !== 'created_at,id,name') return `User keys are ${keysOf(body)}`;
+    return undefined;
+  }
+
+  /** A 200 must have stored what it echoed: read the plan (or user) back. */
+  async function roundTrip(c: FuzzCase, body: unknown): Promise<string | undefined> {
+    if (c.endpoint === 'POST /v1/user') {
+      const name = String(prop(body, 'name'));
+      const res = await request(http).get(`/v1/user?username=${pct(name)}`);
+      if (res.status !== 200) return `the created user cannot be found by its name (${res.status} ${truncate(res.text, 200)})`;
+      // PGlite's wire layer drops a leading U+FEFF (byte-order mark) from text it returns; PostgreSQL keeps
+      // it. A driver quirk of the embedded database only (noted in the README), so compare without it.
+      const noBom = (v: unknown) => String(v).replace(/^\uFEFF/, '');
+      return noBom(prop(res.body, 'name')) === noBom(name) ? undefined : `stored name ${JSON.stringify(prop(res.body, 'name'))} differs from the echoed ${JSON.stringify(name)}`;
+    }
+    const id = String(prop(body, 'id'));
+    const res = await request(http).get(`/v1/plan/${id}`);
+    if (res.status !== 200) return `the plan cannot be read back (${res.status} ${truncate(res.text, 200)})`;
+    // PGlite drops a leading U+FEFF from text values it returns (see roundTrip of users above).
+    const stored = JSON.stringify(canonical(prop(res.body, 'plan'))).replace(/"\uFEFF/g, '"');
+    const echoed = JSON.stringify(canonical(body)).replace(/"\uFEFF/g, '"');
+    if (stored === echoed) return undefined;
+    let i = 0;
+    while (i < stored.length && stored[i] === echoed[i]) i++;
+    return `stored plan differs from the echoed one at char ${i}: stored …${stored.slice(Math.max(0, i - 40), i + 40)}… echoed …${echoed.slice(Math.max(0, i - 40), i + 40)}…`;
+  }
+
+  function record(c: FuzzCase, body: unknown): void {
+    if (c.endpoint === 'POST /v1/plan') {
+      const owner = String(prop(body, 'user_id')).toLowerCase();
+      state.plansByUser.set(owner, (state.plansByUser.get(owner) ?? 0) + 1);
+    } else if (c.endpoint === 'POST /v1/user') {
+      usersCreated++;
+      state.createdNames.add(decoded(String(prop(body, 'name'))));
+    }
+  }
+
+  async function check(c: FuzzCase): Promise<Failure | undefined> {
+    const expected = typeof c.expect === 'function' ? c.expect(state) : c.expect;
+    const logMark = logger.errors.length;
+    let answer: Answer;
+    try {
+      answer = await send(c);
+    } catch (e) {
+      statusCounts.set('none', (statusCounts.get('none') ?? 0) + 1);
+      return { c, expected, problems: [`no answer: ${e instanceof Error ? e.message : String(e)} (a hang or a dropped connection)`], serverLog: logger.errors.slice(logMark) };
+    }
+    const problems: string[] = [];
+    statusCounts.set(String(answer.status), (statusCounts.get(String(answer.status)) ?? 0) + 1);
+    if (DUMP) {
+      const line = { n: c.n, endpoint: c.endpoint, family: c.family, mutation: c.mutation, status: answer.status, text: truncate(answer.text, 300) };
+      appendFileSync(DUMP, `${JSON.stringify(line)}\n`);
+    }
+    const listed = expected.statuses.includes(answer.status);
+    if (!listed) problems.push(`status ${answer.status}, expected ${expected.statuses.join(' or ')}`);
+    if (answer.status >= 400) {
+      if (!/^text\/plain/.test(answer.contentType)) problems.push(`error Content-Type is "${answer.contentType}", not text/plain`);
+      if (answer.text.trim() === '') problems.push('empty error message');
+      const vague = unclear(answer.text);
+      if (vague) problems.push(vague);
+      if (listed && answer.status === 400 && expected.names && !answer.text.includes(expected.names)) {
+        problems.push(`the message does not name "${expected.names}"`);
+      }
+      if (listed && expected.text && !expected.text.test(answer.text)) problems.push(`the message does not match ${String(expected.text)}`);
+    } else if (answer.status === 200) {
+      if (!/^application\/json/.test(answer.contentType)) problems.push(`200 Content-Type is "${answer.contentType}"`);
+      record(c, answer.body);
+      const p = checkSuccess(c, answer.body) ?? c.checkOk?.(answer.body, state);
+      if (p) problems.push(p);
+      if (!p && c.roundTrip && (c.endpoint === 'POST /v1/plan' || c.endpoint === 'PATCH /v1/plan' || c.endpoint === 'POST /v1/user')) {
+        const rt = await roundTrip(c, answer.body);
+        if (rt) problems.push(rt);
+      }
+    }
+    if (problems.length === 0) return undefined;
+    return { c, expected, answer, problems, serverLog: logger.errors.slice(logMark) };
+  }
+
+  function report(failures: Failure[], cases: FuzzCase[], ms: number): string {
+    const groups = new Map<string, number>();
+    for (const f of failures) {
+      const key = `${f.c.endpoint} | ${f.c.family} -> ${f.answer ? f.answer.status : 'no answer'}: ${f.problems[0].replace(/"[^"]*"/g, '"…"')}`;
+      groups.set(key, (groups.get(key) ?? 0) + 1);
+    }
+    const lines = [
+      `${failures.length} of ${cases.length} fuzz requests were answered against the contract (seed ${SEED_TEXT}, ${ms} ms).`,
+      `Reproduce: ${RERUN}`,
+      '',
+      'By endpoint | mutation -> status: first problem',
+      ...[...groups.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => `  ${String(n).padStart(4)} × ${k}`),
+      '',
+      `First ${Math.min(30, failures.length)} failures:`,
+    ];
+    for (const f of failures.slice(0, 30)) {
+      lines.push('', `#${f.c.n} ${f.c.endpoint}: ${f.c.mutation}`, describeRequest(f.c));
+      lines.push(`  expected: ${describeExpectation(f.expected)}`);
+      if (f.answer) lines.push(`  got: ${f.answer.status} ${f.answer.contentType} ${JSON.stringify(truncate(f.answer.text, 400))}`);
+      for (const p of f.problems) lines.push(`  problem: ${p}`);
+      for (const l of f.serverLog.slice(0, 2)) lines.push(`  server log: ${truncate(l.split('\n').slice(0, 6).join(' | '), 900)}`);
+    }
+    return lines.join('\n');
+  }
+
+  it('answers every mutated request with 200 (still valid) or a plain-text 400/404 naming the problem, never a 5xx', async () => {
+    const cases = generateCases(SEED, COUNT, ctx);
+    const failures: Failure[] = [];
+    const started = Date.now();
+    for (const c of cases) {
+      const f = await check(c);
+      if (f) failures.push(f);
+      if (c.n % 100 === 0) {
+        const live = await request(http).get('/').timeout({ response: 5000 }).then((r) => r.status, () => 0);
+        if (live !== 200) {
+          failures.push({ c, expected: { statuses: [200] }, problems: [`GET / answered ${live} after case #${c.n}: the server stopped serving`], serverLog: [] });
+          break;
+        }
+      }
+    }
+    const ms = Date.now() - started;
+    const histogram = (key: (c: FuzzCase) => string): string => {
+      const counts = new Map<string, number>();
+      for (const c of cases) counts.set(key(c), (counts.get(key(c)) ?? 0) + 1);
+      return [...counts].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ');
+    };
+    // Coverage, so a run shows what was exercised.
+    process.stdout.write(
+      `api-fuzz seed ${SEED_TEXT}: ${cases.length} cases in ${ms} ms, ${failures.length} failed; JSON body limit ${BODY_LIMIT_BYTES} bytes\n` +
+        `  statuses: ${[...statusCounts].sort().map(([k, n]) => `${k} ${n}`).join(', ')}\n` +
+        `  endpoints: ${histogram((c) => c.endpoint)}\n` +
+        `  body mutations: ${histogram((c) => (c.endpoint.startsWith('GET') || c.endpoint.endsWith('{id}') ? 'query/path' : c.family))}\n`,
+    );
+    if (failures.length > 0) throw new Error(report(failures, cases, ms));
+  }, 180_000);
+
+  it('wrote nothing for rejected requests: plan and user counts match the accepted ones, every plan has its task', async () => {
+    for (const id of [ctx.userId, ctx.otherUserId]) {
+      const res = await request(http).get(`/v1/plan?user_id=${id}&page=0`).expect(200);
+      expect({ user: id, total: prop(res.body, 'total') }).toEqual({ user: id, total: state.plansByUser.get(id) ?? 0 });
+    }
+    const ds = app.get(DataSource);
+    const [{ plans }] = (await ds.query('SELECT count(*)::int AS plans FROM plans')) as { plans: number }[];
+    const accepted = [...state.plansByUser.values()].reduce((a, b) => a + b, 0);
+    expect(plans).toBe(accepted);
+    const [{ orphans }] = (await ds.query(
+      'SELECT count(*)::int AS orphans FROM plans p WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.plan_id = p.id)',
+    )) as { orphans: number }[];
+    expect(orphans).toBe(0);
+    const [{ users }] = (await ds.query('SELECT count(*)::int AS users FROM users')) as { users: number }[];
+    expect(users).toBe(usersCreated);
+  });
+
+  it('still serves afterwards: a valid user and plan are created and listed', async () => {
+    await request(http).get('/').expect(200);
+    const user = await post('/v1/user', { name: `after-fuzz-${SEED_TEXT}` });
+    expect(user.status).toBe(200);
+    const userId = String(prop(user.body, 'id'));
+    const plan = await post('/v1/plan', {
+      user_id: userId, description: 'after the fuzz', period_time: 'PT1H',
+      plan_type: { type: T.OneTime }, action: { type: T.Rest, base_url: 'localhost:9' },
+    });
+    expect(plan.status).toBe(200);
+    expect(prop(plan.body, 'status')).toBe('CREATED');
+    const list = await request(http).get(`/v1/plan?user_id=${userId}&page=0`).expect(200);
+    expect(prop(list.body, 'total')).toBe(1);
+  });
+});

@@ -1,0 +1,924 @@
+import { gzipSync } from 'node:zlib';
+import { Rng } from './fuzz-rng';
+import {
+  BAD_BASE_URLS,
+  BAD_ENUMS,
+  BAD_PERIODS,
+  badUuids,
+  BODY_LIMIT_BYTES,
+  clone,
+  deleteAt,
+  EXTRA_KEYS,
+  FieldKind,
+  FuzzContext,
+  getAt,
+  GOOD_BASE_URLS,
+  hooksBreakRules,
+  isObj,
+  isTrimWhitespace,
+  Json,
+  JsonObject,
+  label,
+  LONG_PERIODS,
+  objectPaths,
+  Path,
+  periodMs,
+  randomJson,
+  responsePath,
+  RULE_TEXT,
+  RULES,
+  setAt,
+  SHORT_PERIODS,
+  Slot,
+  SPECIAL_CHARS,
+  submitBreaksRules,
+  submitSlots,
+  T,
+  UNIONS,
+  updateSlots,
+  validAction,
+  validatorLength,
+  validHook,
+  validRestAction,
+  validSubmit,
+  validUpdate,
+} from './fuzz-model';
+
+/**
+ * Generates the API fuzz test's cases: each starts from a valid request and applies one mutation, and says
+ * what the contract requires the server to answer.
+ */
+
+export interface Expectation {
+  statuses: readonly number[];
+  /** A 4xx message must contain this (the field at fault). */
+  names?: string;
+  /** A 4xx message must match this. */
+  text?: RegExp;
+}
+
+export interface RunState {
+  /** Names of users created so far (as the server decodes and stores them). */
+  createdNames: Set<string>;
+  /** Plans created per user id (lower case), counted from the server's 200 answers. */
+  plansByUser: Map<string, number>;
+}
+
+export type Method = 'get' | 'post' | 'patch';
+
+export interface FuzzCase {
+  n: number;
+  endpoint: string;
+  /** The kind of mutation (for grouping), e.g. wrongType. */
+  family: string;
+  /** What was done to the valid request, with the path and value. */
+  mutation: string;
+  method: Method;
+  url: string;
+  /** undefined: no Content-Type header at all. */
+  contentType?: string;
+  headers?: Record<string, string>;
+  /** undefined: no body at all. */
+  body?: Buffer;
+  expect: Expectation | ((s: RunState) => Expectation);
+  /** Further checks of a 200 body; returns the problem, if any. */
+  checkOk?: (body: unknown, s: RunState) => string | undefined;
+  /** After a 200 submit, read the plan back and compare it with the echo (storage round trip). */
+  roundTrip?: boolean;
+}
+
+type CaseSpec = Omit<FuzzCase, 'n' | 'endpoint' | 'family'> & { family?: string };
+
+const ok = (): Expectation => ({ statuses: [200] });
+const bad = (names?: string, text?: RegExp): Expectation => ({ statuses: [400], names, text });
+const MALFORMED = /^Malformed JSON body/;
+const NO_MAIN_USER = 'fz-';
+
+function jsonBuffer(body: Json): Buffer {
+  return Buffer.from(JSON.stringify(body), 'utf8');
+}
+
+function shortJson(v: Json | undefined): string {
+  const s = JSON.stringify(v) ?? 'undefined';
+  return s.length > 60 ? `${s.slice(0, 57)}...(${s.length} chars)` : s;
+}
+
+/** Percent-encodes every byte of the UTF-8 form except unreserved characters (lone surrogates become U+FFFD). */
+export function pct(s: string): string {
+  let out = '';
+  for (const byte of Buffer.from(s, 'utf8')) {
+    const ch = String.fromCharCode(byte);
+    out += /[A-Za-z0-9\-_.~]/.test(ch) ? ch : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** What a server decoding percent-encoded UTF-8 sees for `s`. */
+export function decoded(s: string): string {
+  return Buffer.from(s, 'utf8').toString('utf8');
+}
+
+function deepEqual(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function prop(body: unknown, key: string): unknown {
+  return typeof body === 'object' && body !== null ? (body as Record<string, unknown>)[key] : undefined;
+}
+
+function at(body: unknown, path: Path): unknown {
+  let cur = body;
+  for (const key of path) {
+    if (Array.isArray(cur) && typeof key === 'number') cur = cur[key] as unknown;
+    else cur = prop(cur, String(key));
+  }
+  return cur;
+}
+
+// ------------------------------------------------------------------ body models
+
+/** One JSON-body endpoint: how to make a valid body, its slots, and which valid bodies the rules still reject. */
+interface BodyModel {
+  endpoint: 'POST /v1/plan' | 'PATCH /v1/plan' | 'POST /v1/user';
+  method: Method;
+  url: string;
+  body: JsonObject;
+  slots: Slot[];
+  breaksRules(body: JsonObject): boolean;
+  /** Checks of a 200 answer common to the endpoint. */
+  checkOk?: (body: unknown) => string | undefined;
+}
+
+function submitModel(rng: Rng, ctx: FuzzContext): BodyModel {
+  const body = validSubmit(rng, ctx, { topLevel: true, chainBudget: RULES.maxChainedDepth, size: rng.int(1, 3) });
+  return {
+    endpoint: 'POST /v1/plan', method: 'post', url: '/v1/plan', body,
+    slots: submitSlots(body, [], true, []),
+    breaksRules: submitBreaksRules,
+  };
+}
+
+function updateModel(rng: Rng, ctx: FuzzContext): BodyModel {
+  const { body, recurring } = validUpdate(rng, ctx);
+  const planId = String(body.plan_id);
+  return {
+    endpoint: 'PATCH /v1/plan', method: 'patch', url: '/v1/plan', body,
+    slots: updateSlots(body, recurring),
+    breaksRules: (b) =>
+      (recurring && typeof b.period_time === 'string' && (periodMs(b.period_time) ?? Infinity) < RULES.minRecurringPeriodMs) ||
+      hooksBreakRules(b.hooks),
+    checkOk: (res) => (prop(res, 'id') === planId ? undefined : `id ${String(prop(res, 'id'))} is not the patched plan ${planId}`),
+  };
+}
+
+function userModel(rng: Rng): BodyModel {
+  const body: JsonObject = { name: `${NO_MAIN_USER}${rng.pick(['user', '\u00e9l\u00e8ve', '\u4e2d\u6587', 'x y', 'a+b&c=d'])}-${rng.hex(6)}` };
+  return {
+    endpoint: 'POST /v1/user', method: 'post', url: '/v1/user', body,
+    slots: [{ path: ['name'], kind: { k: 'text', max: 255, nonEmpty: true }, required: true, present: true, nullOk: false }],
+    breaksRules: () => false,
+  };
+}
+
+// ------------------------------------------------------------------ slot helpers
+
+function nameOf(slot: Slot): string {
+  const k = slot.kind.k;
+  return label(k === 'disc' || k === 'hookItem' || k === 'headerValue' ? slot.path.slice(0, -1) : slot.path);
+}
+
+function isStringKind(kind: FieldKind): boolean {
+  return ['uuid', 'text', 'period', 'baseUrl', 'enum', 'disc', 'headerValue'].includes(kind.k);
+}
+
+function validOf(union: 'action' | 'planType' | 'body', rng: Rng): JsonObject {
+  if (union === 'planType') return { type: T.OneTime };
+  if (union === 'body') return { type: T.EmptyBody };
+  return validRestAction(rng);
+}
+
+/** A value of the wrong JSON type for the field (null only where null is not accepted). */
+function wrongTypeValue(rng: Rng, kind: FieldKind, nullOk: boolean): Json {
+  const nul: Json[] = nullOk ? [] : [null];
+  if (isStringKind(kind)) return rng.pick<Json>([0, -1, 1.5, 1e308, true, false, ...nul, [], ['x'], [null], {}, { a: 'x' }]);
+  switch (kind.k) {
+    case 'int':
+      return rng.pick<Json>(['3', '', 'abc', '1e3', 1.5, -0.5, true, ...nul, [], [1], {}, { value: 1 }]);
+    case 'poly':
+      return rng.pick<Json>(['x', kind.union === 'action' ? T.Rest : T.OneTime, 0, true, null, [], [null], [validOf(kind.union, rng)], [{}], [[]], [1]]);
+    case 'headers':
+      return rng.pick<Json>(['x', 1, true, null, [], [['a', 'b']], { a: 1 }, { a: null }, { a: {} }, { a: [] }, { a: true }]);
+    case 'hooks':
+      return rng.pick<Json>(['x', 1, true, {}, { trigger: 'ON_FAILURE' }, [1], ['x'], [null], [[]], [true]]);
+    case 'hookItem':
+      return rng.pick<Json>([1, 'x', null, true, [], [{}]]);
+    default: // request
+      return rng.pick<Json>(['x', 0, true, null, [], [null], [[]], [{}], ['x']]);
+  }
+}
+
+function unknownDiscriminator(rng: Rng, union: 'action' | 'planType' | 'body'): string {
+  const valid = rng.pick(UNIONS[union]);
+  const others = (Object.keys(UNIONS) as (keyof typeof UNIONS)[]).filter((u) => u !== union).flatMap((u) => [...UNIONS[u]]);
+  return rng.pick([
+    `${valid}Nope`, '', valid.split('.').pop() ?? 'x', valid.toUpperCase(), valid.toLowerCase(), ` ${valid}`, `${valid} `,
+    rng.pick(others), valid.slice(0, valid.lastIndexOf('.')), `${valid}\u0000`, valid.replace('a', '\u0430'), 'null',
+    'undefined', '__proto__', 'constructor', 'toString', 'hasOwnProperty', valid.replace(/\./g, '$'), `${valid}.${valid}`,
+  ]);
+}
+
+// ------------------------------------------------------------------ body mutations
+
+interface Mutated {
+  body: Json;
+  mutation: string;
+  expect: Expectation;
+  checkOk?: (body: unknown) => string | undefined;
+  roundTrip?: boolean;
+}
+
+/** A mutation that keeps every field valid: 200, unless the chain/period rules now reject the request. */
+function stillValid(m: BodyModel, body: JsonObject, mutation: string, checkOk?: (b: unknown) => string | undefined): Mutated {
+  if (m.breaksRules(body)) return { body, mutation, expect: bad(undefined, RULE_TEXT) };
+  return { body, mutation, expect: ok(), checkOk };
+}
+
+function pickSlot(rng: Rng, slots: Slot[], filter: (s: Slot) => boolean): Slot | undefined {
+  const c = slots.filter(filter);
+  return c.length === 0 ? undefined : rng.pick(c);
+}
+
+function deleteRequired(rng: Rng, m: BodyModel): Mutated | undefined {
+  const slot = pickSlot(rng, m.slots, (s) => s.required && s.present);
+  if (!slot) return undefined;
+  const body = clone(m.body);
+  deleteAt(body, slot.path);
+  const names = slot.kind.k === 'disc' ? `${nameOf(slot)}: must carry a "type"` : `${nameOf(slot)}: required`;
+  return { body, mutation: `delete required ${label(slot.path)}`, expect: bad(names) };
+}
+
+function deleteOptional(rng: Rng, m: BodyModel): Mutated | undefined {
+  const slot = pickSlot(rng, m.slots, (s) => !s.required && s.present && s.kind.k !== 'hookItem');
+  if (!slot) return undefined;
+  const body = clone(m.body);
+  deleteAt(body, slot.path);
+  // A missing optional field takes its default (submit); in PATCH, missing means "keep".
+  const check = m.endpoint === 'POST /v1/plan' && slot.fallback !== undefined
+    ? (res: unknown) => {
+      const got = at(res, responsePath(slot.path));
+      return deepEqual(got, slot.fallback) ? undefined : `default of ${label(slot.path)}: expected ${shortJson(slot.fallback ?? null)}, got ${JSON.stringify(got)}`;
+    }
+    : undefined;
+  return stillValid(m, body, `delete optional ${label(slot.path)}`, check);
+}
+
+function nullOptional(rng: Rng, m: BodyModel): Mutated | undefined {
+  const slot = pickSlot(rng, m.slots, (s) => s.nullOk);
+  if (!slot) return undefined;
+  const body = clone(m.body);
+  setAt(body, slot.path, null);
+  // Top level: null means the default. Inside a stored action (a nested request) the contract says nothing about
+  // echoing null or the default, so only the top level is checked.
+  const check = m.endpoint === 'POST /v1/plan' && slot.fallback !== undefined && slot.path.length === 1
+    ? (res: unknown) => {
+      const got = at(res, responsePath(slot.path));
+      return deepEqual(got, slot.fallback) ? undefined : `null ${label(slot.path)}: expected ${shortJson(slot.fallback ?? null)}, got ${JSON.stringify(got)}`;
+    }
+    : undefined;
+  return stillValid(m, body, `null for optional ${label(slot.path)}`, check);
+}
+
+function wrongType(rng: Rng, m: BodyModel): Mutated | undefined {
+  const slot = pickSlot(rng, m.slots, () => true);
+  if (!slot) return undefined;
+  const value = wrongTypeValue(rng, slot.kind, slot.nullOk);
+  const body = clone(m.body);
+  setAt(body, slot.path, value);
+  return { body, mutation: `wrong type ${label(slot.path)} = ${shortJson(value)}`, expect: bad(nameOf(slot)) };
+}
+
+/** An object-valued field given as a list: empty, holding null, holding the (valid) object itself, or nested. */
+function listForObject(rng: Rng, m: BodyModel): Mutated | undefined {
+  const slot = pickSlot(rng, m.slots, (s) => ['poly', 'request', 'headers', 'hookItem'].includes(s.kind.k) && s.present);
+  if (!slot) return undefined;
+  const current = getAt(m.body, slot.path) ?? null;
+  const value = rng.pick<Json>([[], [null], [clone(current)], [[]], [current, current]]);
+  const body = clone(m.body);
+  setAt(body, slot.path, value);
+  return { body, mutation: `list for object ${label(slot.path)} = ${shortJson(value)}`, expect: bad(nameOf(slot)) };
+}
+
+function badValue(rng: Rng, m: BodyModel, ctx: FuzzContext): Mutated | undefined {
+  const slot = pickSlot(rng, m.slots, (s) => !['headers', 'headerValue', 'hookItem'].includes(s.kind.k) &&
+    !(s.kind.k === 'text' && s.kind.max === undefined && !s.kind.nonEmpty));
+  if (!slot) return undefined;
+  const kind = slot.kind;
+  const body = clone(m.body);
+  let value: Json;
+  let expect = bad(nameOf(slot));
+  switch (kind.k) {
+    case 'uuid': {
+      if (rng.chance(0.25)) {
+        value = rng.chance(0.5) ? rng.uuid() : rng.uuid().toUpperCase();
+        if (kind.role === 'user') expect = { statuses: [404], text: new RegExp(`^User \\(${value}\\) not found$`, 'i') };
+        else if (kind.role === 'plan') expect = { statuses: [404], text: new RegExp(`^Plan not found --- ${value}$`, 'i') };
+        // A nested request's user is only looked up when the chained action runs (the contract checks the top level).
+        else expect = { statuses: [200, 404] };
+      } else {
+        value = rng.pick(badUuids(rng, String(getAt(body, slot.path) ?? ctx.userId)));
+      }
+      break;
+    }
+    case 'text':
+      value = kind.nonEmpty && (kind.max === undefined || rng.chance(0.5))
+        ? ''
+        : ((kind.max ?? 0) > 1000 ? 'x' : rng.pick(['x', '\ud83d\ude00', '\u00e9'])).repeat((kind.max ?? 0) + 1);
+      break;
+    case 'period': {
+      const tooShort = SHORT_PERIODS.filter(([, ms]) => ms < RULES.minRecurringPeriodMs).map(([p]) => p);
+      value = kind.recurring && rng.chance(0.3) ? rng.pick(tooShort) : rng.pick(BAD_PERIODS);
+      break;
+    }
+    case 'baseUrl':
+      value = rng.pick(BAD_BASE_URLS);
+      break;
+    case 'enum':
+      value = rng.pick(BAD_ENUMS);
+      break;
+    case 'int':
+      value = rng.pick([kind.min - 1, kind.max + 1, 1.5, kind.min - 0.5, 1e21, -1e21, 2 ** 53, kind.max + 0.5]);
+      break;
+    case 'disc': {
+      const union = kind.union;
+      value = unknownDiscriminator(rng, union);
+      break;
+    }
+    case 'poly':
+      value = rng.pick<Json>([{}, { type: null }, { Type: UNIONS[kind.union][0] }, { type: [UNIONS[kind.union][0]] }]);
+      break;
+    case 'hooks':
+      value = Array.from({ length: 51 }, () => ({ trigger: 'ON_FAILURE', action: { type: T.Rest, base_url: 'localhost:9' } }));
+      expect = bad(nameOf(slot), /50/);
+      break;
+    case 'request':
+      value = rng.pick<Json>([{}, { user_id: ctx.otherUserId }]);
+      break;
+    default:
+      return undefined;
+  }
+  setAt(body, slot.path, value);
+  return { body, mutation: `bad value ${label(slot.path)} = ${shortJson(value)}`, expect };
+}
+
+function goodValue(rng: Rng, m: BodyModel, ctx: FuzzContext): Mutated | undefined {
+  const slot = pickSlot(rng, m.slots, (s) => s.kind.k !== 'hookItem');
+  if (!slot) return undefined;
+  const kind = slot.kind;
+  const body = clone(m.body);
+  const topLevel = m.endpoint === 'POST /v1/plan' && slot.path.length === 1;
+  let value: Json;
+  switch (kind.k) {
+    case 'uuid':
+      value = kind.role === 'plan' ? String(getAt(body, slot.path)).toUpperCase() : rng.pick([ctx.userId.toUpperCase(), ctx.otherUserId]);
+      break;
+    case 'text': {
+      const max = kind.max ?? 300;
+      value = rng.pick([
+        'x'.repeat(Math.min(max, 99_000)), (max <= 1000 ? '\ud83d\ude00' : 'y').repeat(Math.min(max, 99_000)), ' ',
+        '\u00dcn\u00efc\u00f6d\u00e9 \u4e2d\u6587 \u05e2\u05d1\u05e8\u05d9\u05ea', 'tab\there', '0', 'null', '{"a":1}',
+      ]);
+      if (slot.nullOk && rng.chance(0.2)) value = null;
+      break;
+    }
+    case 'period':
+      value = rng.pick(m.endpoint === 'POST /v1/plan' && slot.path.length === 1 ? LONG_PERIODS : [...LONG_PERIODS, ...SHORT_PERIODS])[0];
+      break;
+    case 'baseUrl':
+      value = rng.pick(GOOD_BASE_URLS);
+      break;
+    case 'enum':
+      value = rng.oddCase(rng.pick(kind.values));
+      break;
+    case 'int':
+      value = rng.pick([kind.min, kind.max]);
+      break;
+    case 'disc': {
+      const parentPath = slot.path.slice(0, -1);
+      const current = getAt(body, slot.path);
+      const other = UNIONS[kind.union].filter((t) => t !== current);
+      value = rng.pick(other);
+      setAt(body, slot.path, value);
+      const mutation = `swap ${label(slot.path)} ${shortJson(current ?? null)} -> ${value}`;
+      if (kind.union === 'planType') return stillValid(m, body, mutation);
+      // JsonBody -> EmptyBody drops json_string (an unknown key now); every other swap lacks required fields.
+      if (kind.union === 'body' && value === T.EmptyBody) return stillValid(m, body, mutation);
+      return { body, mutation, expect: bad(label(parentPath)) };
+    }
+    case 'poly':
+      value = kind.union === 'action' ? validAction(rng, ctx, slot.path.includes('request') ? 0 : 1, 1) : validOf(kind.union, rng);
+      if (kind.union === 'planType' && rng.chance(0.5)) value = { type: T.Recurring, end_at: rng.pick<Json>([null, 0, 4_102_444_800_000]) };
+      break;
+    case 'headers':
+      value = rng.chance(0.5) ? {} : Object.fromEntries(Array.from({ length: rng.int(1, 200) }, (_, i) => [`x-h${i}`, `v${i}`]));
+      break;
+    case 'headerValue':
+      value = rng.pick(['', '\u00e9', 'a'.repeat(5000), ' ']);
+      break;
+    case 'hooks':
+      value = rng.chance(0.5) ? [] : Array.from({ length: rng.chance(0.3) ? 50 : rng.int(1, 4) }, () => validHook(rng, ctx, 0));
+      break;
+    default: // request
+      value = validSubmit(rng, ctx, { topLevel: false, chainBudget: 0, size: 1 });
+  }
+  setAt(body, slot.path, value);
+  const mutation = `valid ${label(slot.path)} = ${shortJson(value)}`;
+  if (topLevel && slot.kind.k === 'uuid' && typeof value === 'string') {
+    return stillValid(m, body, mutation, (res) =>
+      String(prop(res, 'user_id')).toLowerCase() === String(value).toLowerCase() ? undefined : `user_id echoed as ${String(prop(res, 'user_id'))}`);
+  }
+  return stillValid(m, body, mutation);
+}
+
+function oddCaseEnum(rng: Rng, m: BodyModel): Mutated | undefined {
+  const slot = pickSlot(rng, m.slots, (s) => s.kind.k === 'enum');
+  if (!slot || slot.kind.k !== 'enum') return undefined;
+  const canonical = rng.pick(slot.kind.values);
+  const value = rng.oddCase(canonical);
+  const body = clone(m.body);
+  setAt(body, slot.path, value);
+  return stillValid(m, body, `odd-case enum ${label(slot.path)} = ${JSON.stringify(value)}`, (res) => {
+    const got = at(res, responsePath(slot.path));
+    return got === canonical ? undefined : `enum ${label(slot.path)} sent as ${JSON.stringify(value)} came back as ${JSON.stringify(got)}, expected ${canonical}`;
+  });
+}
+
+function extraKeys(rng: Rng, m: BodyModel): Mutated {
+  const body = clone(m.body);
+  const paths = objectPaths(body);
+  const added: string[] = [];
+  for (let i = rng.int(1, 3); i > 0; i--) {
+    const where = rng.pick(paths);
+    const key = rng.pick(EXTRA_KEYS);
+    const target = getAt(body, where);
+    // Only keys the contract does not define for that object (a real field name would not be "unknown").
+    if (!isObj(target) || key in target || (where.length === 0 && ['hooks', 'max_failure_retry'].includes(key))) continue;
+    setAt(body, [...where, key], randomJson(rng, 3));
+    added.push(`${label([...where, key]) || key}`);
+  }
+  return stillValid(m, body, `extra keys ${added.join(', ') || '(none)'}`, (res) =>
+    JSON.stringify(res).includes('fuzz_extra') ? 'an unknown input key was stored and echoed back' : undefined);
+}
+
+function hugeString(rng: Rng, m: BodyModel): Mutated | undefined {
+  const overLimit = rng.chance(0.12);
+  const slot = pickSlot(rng, m.slots, (s) => isStringKind(s.kind));
+  const body = clone(m.body);
+  const extra = !slot || rng.chance(0.15);
+  const path: Path = extra ? ['fuzz_extra_huge'] : slot.path;
+  const unit = rng.pick(['x', 'abcdefghij', '\u00e9', '\u4e2d', '\ud83d\ude00', 'a\\"', 'p\u0001']);
+  setAt(body, path, '');
+  const baseBytes = jsonBuffer(body).length;
+  const unitBytes = Buffer.byteLength(JSON.stringify(unit), 'utf8') - 2;
+  const target = overLimit ? rng.int(BODY_LIMIT_BYTES + 1000, 200_000) : rng.int(20_000, BODY_LIMIT_BYTES - 1500);
+  const value = unit.repeat(Math.max(1, Math.floor((target - baseBytes) / unitBytes)));
+  setAt(body, path, value);
+  const bytes = jsonBuffer(body).length;
+  const mutation = `huge string (${value.length} chars, body ${bytes} bytes) at ${label(path)}`;
+  if (bytes > BODY_LIMIT_BYTES) return { body, mutation, expect: { statuses: [413], text: /too large/i } };
+  if (extra || !slot) return stillValid(m, body, mutation);
+  const kind = slot.kind;
+  const fits = (kind.k === 'text' && validatorLength(value) <= (kind.max ?? Infinity)) || kind.k === 'headerValue';
+  return fits ? stillValid(m, body, mutation) : { body, mutation, expect: bad(nameOf(slot)) };
+}
+
+function unicode(rng: Rng, m: BodyModel): Mutated | undefined {
+  const slot = pickSlot(rng, m.slots, (s) => isStringKind(s.kind) && s.present && typeof getAt(m.body, s.path) === 'string');
+  if (!slot) return undefined;
+  const body = clone(m.body);
+  let value = String(getAt(body, slot.path));
+  const inserted: string[] = [];
+  for (let i = rng.int(1, 4); i > 0; i--) {
+    const piece = rng.pick(SPECIAL_CHARS);
+    const pos = rng.chance(0.5) ? rng.pick([0, value.length]) : rng.int(0, value.length);
+    value = value.slice(0, pos) + piece + value.slice(pos);
+    inserted.push(piece);
+  }
+  setAt(body, slot.path, value);
+  const mutation = `special characters ${JSON.stringify(inserted.join(''))} in ${label(slot.path)}`;
+  const kind = slot.kind;
+  const either: Expectation = { statuses: [200, 400], names: nameOf(slot) };
+  let expect: Expectation;
+  if (kind.k === 'text') expect = validatorLength(value) > (kind.max ?? Infinity) ? bad(nameOf(slot)) : either;
+  else if (kind.k === 'headerValue' || kind.k === 'baseUrl') expect = either;
+  else if (kind.k === 'period') expect = inserted.every(isTrimWhitespace) ? either : bad(nameOf(slot));
+  else expect = bad(nameOf(slot));
+  // Accepting it is fine; then the server must also store exactly what it echoed (or reject it with a 400).
+  if (expect.statuses.includes(200) && m.breaksRules(body)) expect = bad(undefined, RULE_TEXT);
+  return { body, mutation, expect, roundTrip: true };
+}
+
+function deepChain(rng: Rng, m: BodyModel, ctx: FuzzContext): Mutated {
+  const levels = rng.pick([1, 2, 3, 3, 4, 5, 8, 10, 20, 25, 28, 30, 31, 32, 40, 100, 200]);
+  let action: JsonObject = { type: T.Rest, base_url: 'localhost:9' };
+  for (let i = 0; i < levels; i++) {
+    action = {
+      type: T.Chained,
+      request: { user_id: ctx.otherUserId, description: `level ${levels - i}`, period_time: 'PT1H', plan_type: { type: T.OneTime }, action },
+    };
+  }
+  const body = clone(m.body);
+  const spots: Path[] = m.endpoint === 'PATCH /v1/plan' ? [['hooks', 0, 'action']] : [['action'], ['hooks', 0, 'action']];
+  const spot = rng.pick(spots);
+  if (spot[0] === 'hooks') setAt(body, ['hooks'], [{ trigger: 'ON_FAILURE', action: {} }]);
+  if (spot[0] === 'action' && isObj(body.plan_type)) body.plan_type = { type: T.OneTime };
+  setAt(body, spot, action);
+  const mutation = `${levels} nested chained requests at ${label(spot)}`;
+  if (levels <= RULES.maxChainedDepth) return stillValid(m, body, mutation);
+  const exact = spot[0] === 'action' && levels <= 25
+    ? /^Depth exceeded for chained request --- passed: 3 \| allowed: 2$/
+    : /Depth exceeded for chained request --- passed: 3 \| allowed: 2|nested more than \d+ levels deep/;
+  return { body, mutation, expect: bad(undefined, exact) };
+}
+
+function recurringChained(rng: Rng, m: BodyModel, ctx: FuzzContext): Mutated {
+  const body = clone(m.body);
+  const chained: JsonObject = { type: T.Chained, request: validSubmit(rng, ctx, { topLevel: false, chainBudget: 0, size: 0 }) };
+  if (m.endpoint === 'PATCH /v1/plan' || rng.chance(0.4)) {
+    // Nested: a hook's chained request that is itself Recurring with a chained action.
+    const inner: JsonObject = {
+      user_id: ctx.otherUserId, description: 'r', period_time: 'PT1H', plan_type: { type: T.Recurring }, action: chained,
+    };
+    setAt(body, ['hooks'], [{ trigger: 'ON_COMPLETION', action: { type: T.Chained, request: inner } }]);
+    return { body, mutation: 'recurring plan with a chained action, nested in a hook', expect: bad(undefined, /Chained requests cannot be recurring/) };
+  }
+  body.plan_type = { type: T.Recurring };
+  body.action = chained;
+  return { body, mutation: 'recurring plan with a chained action', expect: bad(undefined, /^Chained requests cannot be recurring$/) };
+}
+
+// ------------------------------------------------------------------ raw-body mutations
+
+function rawCase(m: BodyModel, mutation: string, body: Buffer | undefined, contentType: string | undefined, expect: Expectation,
+  headers?: Record<string, string>): CaseSpec {
+  return { mutation, method: m.method, url: m.url, body, contentType, headers, expect, checkOk: m.checkOk };
+}
+
+function malformedJson(rng: Rng, m: BodyModel): CaseSpec {
+  const text = JSON.stringify(m.body);
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const op = rng.int(0, 11);
+    let t: string;
+    switch (op) {
+      case 0: t = text.slice(0, rng.int(1, text.length - 1)); break;
+      case 1: { const i = rng.int(0, text.length - 1); t = text.slice(0, i) + text.slice(i + 1); break; }
+      case 2: { const i = rng.int(1, text.length - 1); t = text.slice(0, i) + rng.pick(['{', '}', '[', ']', ':', ',', '"', "'", '\\']) + text.slice(i); break; }
+      case 3: t = text.replace(/"/g, "'"); break;
+      case 4: t = `${text.slice(0, -1)},}`; break;
+      case 5: t = text + rng.pick(['x', text, '}', ' // comment']); break;
+      case 6: t = rng.pick(['// c\n', ")]}'\n", 'garbage', '\u0000']) + text; break;
+      case 7: t = text.replace(/:(\d+|"[^"]*")/, `:${rng.pick(['NaN', 'Infinity', 'undefined', '01', '0x10', '.5', '+1', "'v'"])}`); break;
+      case 8: t = text.replace(/"([^"]*)"/, `"$1\\x41"`); break;
+      case 9: t = text.replace(/:"/, ':"\u0001'); break;
+      case 10: t = rng.pick(['{', '}', '[', 'nul', 'tru', '"unterminated', '{"a":}', '{,}', '{"a" 1}', '   ', '\n', '"string"', '123', 'null', 'true', '{"a":1}}']); break;
+      default: t = text.replace(/\{/, '{{'); break;
+    }
+    let parses = true;
+    try {
+      JSON.parse(t);
+    } catch {
+      parses = false;
+    }
+    // Valid JSON that is not an object (123, "s", null, true) is refused by body-parser's strict mode too.
+    const strictRejects = parses && !/^[\s]*[{[]/.test(t);
+    if (!parses || strictRejects) {
+      return rawCase(m, `malformed JSON (${JSON.stringify(t.length > 50 ? `${t.slice(0, 47)}...` : t)})`, Buffer.from(t, 'utf8'),
+        'application/json', bad(undefined, MALFORMED));
+    }
+  }
+  return rawCase(m, 'malformed JSON (truncated)', Buffer.from(text.slice(0, -1), 'utf8'), 'application/json', bad(undefined, MALFORMED));
+}
+
+function jsonTopLevelNotObject(rng: Rng, m: BodyModel): CaseSpec {
+  const t = rng.pick(['[]', '[{}]', `[${JSON.stringify(m.body)}]`, '[null]']);
+  return rawCase(m, `JSON list body ${t.slice(0, 30)}`, Buffer.from(t), 'application/json', bad(undefined, /must be a JSON object/));
+}
+
+function firstRequired(m: BodyModel): string {
+  return m.endpoint === 'POST /v1/plan' ? 'user_id' : m.endpoint === 'PATCH /v1/plan' ? 'plan_id' : 'name';
+}
+
+function expectValidBody(m: BodyModel, statuses: number[] = [200]): Expectation {
+  if (m.breaksRules(m.body)) return bad(undefined, RULE_TEXT);
+  return { statuses };
+}
+
+function contentType(rng: Rng, m: BodyModel): CaseSpec {
+  const json = jsonBuffer(m.body);
+  const variant = rng.int(0, 19);
+  const either4xx: Expectation = { statuses: [400, 415] };
+  switch (variant) {
+    case 0: return rawCase(m, 'JSON sent as text/plain', json, 'text/plain', bad());
+    case 1: return rawCase(m, 'JSON sent as application/xml', json, 'application/xml', bad());
+    case 2: return rawCase(m, 'JSON sent as multipart/form-data', json, 'multipart/form-data; boundary=x', bad());
+    case 3: return rawCase(m, 'JSON sent without a Content-Type', json, undefined, bad());
+    case 4: return rawCase(m, 'JSON sent as application/vnd.api+json', json, 'application/vnd.api+json', bad());
+    case 5: return rawCase(m, 'JSON sent as application/octet-stream', json, 'application/octet-stream', bad());
+    case 6: return rawCase(m, 'JSON declared utf-16', json, 'application/json; charset=utf-16', either4xx);
+    case 7: return rawCase(m, 'JSON declared latin1', json, 'application/json; charset=latin1', either4xx);
+    case 8: return rawCase(m, 'JSON declared charset=x-fuzz', json, 'application/json; charset=x-fuzz', either4xx);
+    case 9: return rawCase(m, 'Content-Type APPLICATION/JSON', json, 'APPLICATION/JSON', expectValidBody(m));
+    case 10: return rawCase(m, 'Content-Type application/json;charset=UTF-8', json, 'application/json;charset=UTF-8', expectValidBody(m));
+    case 11: return rawCase(m, 'JSON text sent as a form', json, 'application/x-www-form-urlencoded', bad());
+    case 12: {
+      // Flat string fields as a form (extended qs makes nested objects): a form with only string fields can be valid.
+      const form = m.endpoint === 'POST /v1/user'
+        ? `name=${pct(String(m.body.name))}`
+        : m.endpoint === 'POST /v1/plan'
+          ? `user_id=${pct(String(m.body.user_id))}&description=d&period_time=PT1H&plan_type%5Btype%5D=${T.OneTime}&action%5Btype%5D=${T.Rest}&action%5Bbase_url%5D=localhost%3A9`
+          : `plan_id=${pct(String(m.body.plan_id))}`;
+      return rawCase(m, 'string fields sent as a form', Buffer.from(form), 'application/x-www-form-urlencoded', { statuses: [200, 400] });
+    }
+    case 13: return rawCase(m, 'form with nested garbage', Buffer.from('a[b][c][d][e][f][g]=1&hooks[0]=x&plan_type=y&name[]=1'), 'application/x-www-form-urlencoded', bad());
+    case 14: return rawCase(m, 'Content-Encoding gzip on a plain body', json, 'application/json', bad(), { 'Content-Encoding': 'gzip' });
+    case 15: return rawCase(m, 'Content-Encoding deflate on a plain body', json, 'application/json', bad(), { 'Content-Encoding': 'deflate' });
+    case 16: return rawCase(m, 'Content-Encoding x-fuzz', json, 'application/json', either4xx, { 'Content-Encoding': 'x-fuzz' });
+    case 17: return rawCase(m, 'gzip-compressed JSON', gzipSync(json), 'application/json', expectValidBody(m), { 'Content-Encoding': 'gzip' });
+    case 18: return rawCase(m, 'UTF-8 BOM before the JSON', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), json]), 'application/json', expectValidBody(m, [200, 400]));
+    default: {
+      // Invalid UTF-8 inside a string value: decoded as U+FFFD (fine) or refused (fine); never a 5xx.
+      const text = JSON.stringify(m.body);
+      const i = text.indexOf('":"') + 3;
+      const buf = Buffer.concat([Buffer.from(text.slice(0, i)), Buffer.from([0xff, 0xfe, 0xc0, 0x80]), Buffer.from(text.slice(i))]);
+      return rawCase(m, 'invalid UTF-8 bytes inside a string', buf, 'application/json', expectValidBody(m, [200, 400]));
+    }
+  }
+}
+
+function emptyBody(rng: Rng, m: BodyModel): CaseSpec {
+  const variant = rng.int(0, 3);
+  const required = bad(`${firstRequired(m)}: required`);
+  if (variant === 0) return rawCase(m, 'no body, no Content-Type', undefined, undefined, bad());
+  if (variant === 1) return rawCase(m, 'empty body with Content-Type application/json', Buffer.alloc(0), 'application/json', required);
+  if (variant === 2) return rawCase(m, 'empty JSON object', Buffer.from('{}'), 'application/json', required);
+  return rawCase(m, 'empty form body', Buffer.alloc(0), 'application/x-www-form-urlencoded', required);
+}
+
+function duplicateKeys(rng: Rng, m: BodyModel): CaseSpec {
+  const text = JSON.stringify(m.body);
+  const slot = rng.pick(m.slots.filter((s) => s.path.length === 1 && s.present));
+  const key = String(slot.path[0]);
+  const wrong = JSON.stringify(wrongTypeValue(rng, slot.kind, slot.nullOk));
+  if (rng.chance(0.5)) {
+    // JSON.parse keeps the last duplicate: the valid value wins.
+    const t = `{${JSON.stringify(key)}:${wrong},${text.slice(1)}`;
+    return rawCase(m, `duplicate key "${key}", the valid value last`, Buffer.from(t), 'application/json', expectValidBody(m));
+  }
+  const t = `${text.slice(0, -1)},${JSON.stringify(key)}:${wrong}}`;
+  return rawCase(m, `duplicate key "${key}", a wrong value (${wrong}) last`, Buffer.from(t), 'application/json', bad(key));
+}
+
+// ------------------------------------------------------------------ endpoints
+
+function bodyEndpointCase(rng: Rng, ctx: FuzzContext, m: BodyModel, weights: readonly (readonly [string, number])[]): CaseSpec {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const family = rng.weighted(weights);
+    let mutated: Mutated | undefined;
+    switch (family) {
+      case 'deleteRequired': mutated = deleteRequired(rng, m); break;
+      case 'deleteOptional': mutated = deleteOptional(rng, m); break;
+      case 'nullOptional': mutated = nullOptional(rng, m); break;
+      case 'wrongType': mutated = wrongType(rng, m); break;
+      case 'listForObject': mutated = listForObject(rng, m); break;
+      case 'badValue': mutated = badValue(rng, m, ctx); break;
+      case 'goodValue': mutated = goodValue(rng, m, ctx); break;
+      case 'unknownDiscriminator': {
+        const slot = pickSlot(rng, m.slots, (s) => s.kind.k === 'disc');
+        if (slot && slot.kind.k === 'disc') {
+          const body = clone(m.body);
+          const value = unknownDiscriminator(rng, slot.kind.union);
+          setAt(body, slot.path, value);
+          mutated = { body, mutation: `unknown discriminator ${label(slot.path)} = ${JSON.stringify(value)}`, expect: bad(nameOf(slot)) };
+        }
+        break;
+      }
+      case 'oddCaseEnum': mutated = oddCaseEnum(rng, m); break;
+      case 'extraKeys': mutated = extraKeys(rng, m); break;
+      case 'huge': mutated = hugeString(rng, m); break;
+      case 'unicode': mutated = unicode(rng, m); break;
+      case 'deepChain': mutated = deepChain(rng, m, ctx); break;
+      case 'recurringChained': mutated = recurringChained(rng, m, ctx); break;
+      case 'valid': mutated = stillValid(m, clone(m.body), 'unmodified valid request'); break;
+      case 'malformedJson': return { ...malformedJson(rng, m), family };
+      case 'notObject': return { ...jsonTopLevelNotObject(rng, m), family };
+      case 'contentType': return { ...contentType(rng, m), family };
+      case 'emptyBody': return { ...emptyBody(rng, m), family };
+      case 'duplicateKeys': return { ...duplicateKeys(rng, m), family };
+    }
+    if (mutated) {
+      const { body, mutation, checkOk, roundTrip } = mutated;
+      const buffer = jsonBuffer(body);
+      // body-parser refuses anything over its limit before the app sees it, whatever the mutation.
+      const expect = buffer.length > BODY_LIMIT_BYTES ? { statuses: [413], text: /too large/i } : mutated.expect;
+      const common = m.checkOk;
+      return {
+        family, mutation, method: m.method, url: m.url, body: buffer, contentType: 'application/json', expect, roundTrip,
+        checkOk: (res) => common?.(res) ?? checkOk?.(res),
+      };
+    }
+  }
+  return {
+    family: 'valid', mutation: 'unmodified valid request', method: m.method, url: m.url, body: jsonBuffer(m.body),
+    contentType: 'application/json', expect: expectValidBody(m), checkOk: m.checkOk,
+  };
+}
+
+const PLAN_BODY_WEIGHTS = [
+  ['deleteRequired', 12], ['deleteOptional', 5], ['nullOptional', 3], ['wrongType', 14], ['listForObject', 3], ['badValue', 13],
+  ['goodValue', 7],
+  ['unknownDiscriminator', 10], ['oddCaseEnum', 5], ['extraKeys', 8], ['huge', 6], ['unicode', 8], ['deepChain', 5],
+  ['recurringChained', 2], ['valid', 2], ['malformedJson', 4], ['notObject', 1], ['contentType', 4], ['emptyBody', 1],
+  ['duplicateKeys', 2],
+] as const;
+const USER_BODY_WEIGHTS = [
+  ['deleteRequired', 4], ['wrongType', 10], ['badValue', 6], ['goodValue', 5], ['extraKeys', 5], ['huge', 5], ['unicode', 10],
+  ['valid', 2], ['malformedJson', 5], ['notObject', 1], ['contentType', 5], ['emptyBody', 2], ['duplicateKeys', 2],
+] as const;
+
+function userGetCase(rng: Rng, ctx: FuzzContext): CaseSpec {
+  const variant = rng.int(0, 9);
+  const lookup = (name: string, mutation: string, extra = ''): CaseSpec => {
+    const seen = decoded(name);
+    return {
+      mutation, method: 'get', url: `/v1/user?username=${pct(name)}${extra}`,
+      // A name with NUL can never have been stored (PostgreSQL text refuses it): refused as malformed.
+      expect: (s) => (seen.includes('\u0000') ? bad('username')
+        : s.createdNames.has(seen) ? ok() : { statuses: [404], text: new RegExp(`^User \\(${escapeRegExp(seen)}\\) not found$`) }),
+    };
+  };
+  switch (variant) {
+    case 0: {
+      const c = lookup(ctx.userName, 'existing user name', rng.chance(0.5) ? '&fuzz_extra=1&page=-1' : '');
+      return { ...c, checkOk: (res) => (prop(res, 'id') === ctx.userId ? undefined : `found ${String(prop(res, 'id'))}, not the first user ${ctx.userId}`) };
+    }
+    case 1: return lookup(`nobody-${rng.hex(6)}`, 'unknown user name');
+    case 2: {
+      const name = Array.from({ length: rng.int(1, 4) }, () => rng.pick(SPECIAL_CHARS)).join('') + rng.pick(['', 'x', ctx.userName]);
+      return lookup(name, `user name with special characters ${JSON.stringify(name)}`);
+    }
+    case 3: return lookup('n'.repeat(rng.int(256, 2500)), 'very long user name');
+    case 4: return lookup(rng.pick(['', ' ', '+', '%', '&', '=', '#', '?', '/', '*', '_', "'", '"', '\\', ctx.userName.toUpperCase(), ` ${ctx.userName}`]), 'odd user name');
+    case 5: return { mutation: 'no username parameter', method: 'get', url: rng.pick(['/v1/user', '/v1/user?', '/v1/user?name=x', '/v1/user?USERNAME=x']), expect: bad('username') };
+    case 6: return { mutation: 'username given twice', method: 'get', url: `/v1/user?username=a&username=${pct(ctx.userName)}`, expect: bad('username') };
+    case 7: return { mutation: 'username as a bracketed key', method: 'get', url: `/v1/user?username[]=${pct(ctx.userName)}`, expect: bad('username') };
+    case 8: {
+      const raw = rng.pick(['%', '%zz', '%E0%A4%A', '%C0%AF', '%FF', '%ED%A0%80', '%F0%9F%98', '%00']);
+      return { mutation: `malformed percent-encoding username=${raw}`, method: 'get', url: `/v1/user?username=${raw}`, expect: { statuses: [400, 404] } };
+    }
+    // No stored name can hold NUL (PostgreSQL text refuses it), so the lookup is refused as malformed.
+    default: return { mutation: 'user name with NUL', method: 'get', url: `/v1/user?username=${pct(`${NO_MAIN_USER}${rng.hex(4)}\u0000`)}`, expect: bad('username') };
+  }
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+const VALID_PAGES: readonly (readonly [string | undefined, number])[] = [
+  [undefined, 0], ['', 0], ['0', 0], ['1', 1], ['2', 2], ['7', 7], ['100000000', 100_000_000], ['0001', 1], ['00', 0],
+];
+const BAD_PAGES: readonly string[] = [
+  '-1', '-0', '1.5', '1e3', '0x10', 'abc', ' 1', '1 ', '+1', '99999999999', '100000001', '\u0661', '\uff11', 'NaN', 'Infinity',
+  'null', 'true', '\u0000', '1,2', '[]', '2.0', '\u00bd', '9'.repeat(400),
+];
+
+function listCase(rng: Rng, ctx: FuzzContext): CaseSpec {
+  type Who = { query: string; id?: string; bad?: boolean; mutation: string };
+  const who: Who = rng.weighted<Who>([
+    [{ query: `user_id=${ctx.userId}`, id: ctx.userId, mutation: 'own user' }, 4],
+    [{ query: `user_id=${ctx.userId.toUpperCase()}`, id: ctx.userId, mutation: 'own user, upper case' }, 1],
+    [{ query: `user_id=${ctx.otherUserId}`, id: ctx.otherUserId, mutation: 'other user' }, 1],
+    [(() => { const u = rng.uuid(); return { query: `user_id=${u}`, id: u, mutation: 'unknown user' }; })(), 2],
+    [(() => { const b = rng.pick(badUuids(rng, ctx.userId)); return { query: `user_id=${pct(b)}`, bad: true, mutation: `bad user_id ${shortJson(b)}` }; })(), 3],
+    [{ query: '', bad: true, mutation: 'no user_id' }, 1],
+    [{ query: `user_id=${ctx.userId}&user_id=${ctx.userId}`, bad: true, mutation: 'user_id twice' }, 1],
+    [{ query: `user_id[]=${ctx.userId}`, bad: true, mutation: 'user_id as a bracketed key' }, 1],
+    [{ query: `user_id=${rng.pick(['%', '%zz', '%E0%A4%A'])}`, bad: true, mutation: 'malformed percent-encoding in user_id' }, 1],
+  ]);
+  let pageQuery = '';
+  let page: number | undefined;
+  let pageMutation: string;
+  const r = rng.next();
+  if (r < 0.45) {
+    const [p, idx] = rng.pick(VALID_PAGES);
+    pageQuery = p === undefined ? '' : `page=${p}`;
+    page = idx;
+    pageMutation = p === undefined ? 'no page' : `page=${JSON.stringify(p)}`;
+  } else if (r < 0.9) {
+    const p = rng.pick(BAD_PAGES);
+    pageQuery = `page=${pct(p)}`;
+    pageMutation = `bad page ${shortJson(p)}`;
+  } else if (r < 0.95) {
+    pageQuery = `page=${rng.int(0, 3)}&page=${rng.int(0, 3)}`;
+    pageMutation = 'page given twice';
+  } else {
+    pageQuery = 'page[]=1';
+    page = 0;
+    pageMutation = 'page as a bracketed key (another parameter: page defaults to 0)';
+  }
+  const extra = rng.chance(0.1) ? '&fuzz_extra=1&offset=5' : '';
+  const query = [who.query, pageQuery].filter((q) => q !== '').join('&') + extra;
+  const expect: Expectation = who.bad ? bad('user_id') : page === undefined ? bad('page') : ok();
+  const id = who.id;
+  return {
+    mutation: `${who.mutation}, ${pageMutation}`, method: 'get', url: `/v1/plan${query ? `?${query}` : ''}`, expect,
+    checkOk: (res, s) => {
+      const keys = Object.keys(res as object).sort().join(',');
+      if (keys !== 'offset,plans,total') return `list keys are ${keys}`;
+      if (prop(res, 'offset') !== page) return `offset ${String(prop(res, 'offset'))}, expected ${String(page)}`;
+      const total = s.plansByUser.get(String(id)) ?? 0;
+      if (prop(res, 'total') !== total) return `total ${String(prop(res, 'total'))}, but ${total} plans were accepted for ${String(id)}`;
+      const plans = prop(res, 'plans');
+      const expectedLen = Math.max(0, Math.min(20, total - 20 * (page ?? 0)));
+      if (!Array.isArray(plans) || plans.length !== expectedLen) return `page holds ${Array.isArray(plans) ? plans.length : 'no list'}, expected ${expectedLen}`;
+      const times = plans.map((p: unknown) => Number(prop(p, 'created_at')));
+      if (times.some((t, i) => i > 0 && t > times[i - 1])) return 'plans are not newest first';
+      return undefined;
+    },
+  };
+}
+
+type PlanRoute = 'get' | 'summary' | 'cancel';
+
+function planIdCase(rng: Rng, ctx: FuzzContext, route: PlanRoute): CaseSpec {
+  const real = route === 'cancel' ? ctx.cancelPlanId : rng.pick([ctx.oneTimePlanId, ctx.recurringPlanId, ctx.cancelPlanId]);
+  type Id = { seg: string; id?: string; expect: Expectation; mutation: string };
+  const unknown = rng.uuid();
+  const badId = rng.pick(badUuids(rng, real).filter((b) => b !== ''));
+  const malformed = rng.pick(['%', '%zz', '%E0%A4%A', '%C0', '%ED%A0%80']);
+  const pick: Id = rng.weighted<Id>([
+    [{ seg: real, id: real, expect: ok(), mutation: 'real plan id' }, 3],
+    [{ seg: real.toUpperCase(), id: real, expect: ok(), mutation: 'real plan id, upper case' }, 1],
+    [{ seg: unknown, expect: { statuses: [404], text: new RegExp(`^Plan not found --- ${unknown}$`) }, mutation: 'unknown plan id' }, 3],
+    [{ seg: pct(badId), expect: bad('plan_id'), mutation: `bad plan id ${shortJson(badId)}` }, 5],
+    [{ seg: malformed, expect: bad(undefined, /^Malformed URL/), mutation: `malformed percent-encoding ${malformed}` }, 1],
+  ]);
+  const suffix = route === 'summary' ? '/summary' : '';
+  const slashes = rng.chance(0.1) ? rng.pick(['//v1//plan//', '/v1/plan///']) : '/v1/plan/';
+  const url = `${slashes}${pick.seg}${suffix}${rng.chance(0.1) ? '?fuzz_extra=1&user_id=x' : ''}`;
+  const id = pick.id;
+  const check = (res: unknown): string | undefined => {
+    if (route === 'get') {
+      const keys = Object.keys(res as object).sort().join(',');
+      if (keys !== 'latest_task,plan') return `GetPlanResponse keys are ${keys}`;
+      if (prop(prop(res, 'plan'), 'id') !== id) return 'another plan came back';
+      if (prop(prop(res, 'latest_task'), 'plan_id') !== id) return 'latest_task is not a task of the plan';
+    } else if (route === 'summary') {
+      const keys = Object.keys(res as object).sort().join(',');
+      if (keys !== 'error_logs,plan,tasks') return `GetSummaryResponse keys are ${keys}`;
+      const tasks = prop(res, 'tasks');
+      if (!Array.isArray(tasks) || tasks.length < 1) return 'a plan without tasks';
+    } else {
+      if (prop(res, 'id') !== id) return 'another plan came back';
+      if (prop(res, 'status') !== 'CANCELLED') return `status ${String(prop(res, 'status'))} after cancel`;
+    }
+    return undefined;
+  };
+  const base: CaseSpec = { mutation: pick.mutation, method: route === 'cancel' ? 'post' : 'get', url, expect: pick.expect, checkOk: check };
+  if (route !== 'cancel') return base;
+  // The published clients send an empty form body; anything else in the body is ignored, unless it is unparseable.
+  const b = rng.int(0, 6);
+  if (b === 0) return { ...base, mutation: `${base.mutation}, no body` };
+  if (b === 1) return { ...base, mutation: `${base.mutation}, empty form body`, body: Buffer.alloc(0), contentType: 'application/x-www-form-urlencoded' };
+  if (b === 2) return { ...base, mutation: `${base.mutation}, form body`, body: Buffer.from('a=b&plan_id=x'), contentType: 'application/x-www-form-urlencoded' };
+  if (b === 3) return { ...base, mutation: `${base.mutation}, JSON body`, body: Buffer.from('{"status":"RUNNING","fuzz_extra":[1]}'), contentType: 'application/json' };
+  if (b === 4) return { ...base, mutation: `${base.mutation}, text body`, body: Buffer.from('\u0000garbage'), contentType: 'text/plain' };
+  if (b === 5) return { ...base, mutation: `${base.mutation}, JSON list body`, body: Buffer.from('[1,2]'), contentType: 'application/json' };
+  return { ...base, mutation: `${base.mutation}, malformed JSON body`, body: Buffer.from('{"a":'), contentType: 'application/json', expect: bad(undefined, MALFORMED) };
+}
+
+const ENDPOINT_WEIGHTS = [
+  ['POST /v1/plan', 44], ['PATCH /v1/plan', 15], ['POST /v1/user', 9], ['GET /v1/user', 6], ['GET /v1/plan', 11],
+  ['GET /v1/plan/{id}', 5], ['GET /v1/plan/{id}/summary', 5], ['POST /v1/plan/{id}', 5],
+] as const;
+
+/** `count` cases from `seed`: the same seed and context always give the same requests. */
+export function generateCases(seed: number, count: number, ctx: FuzzContext): FuzzCase[] {
+  const rng = new Rng(seed);
+  const cases: FuzzCase[] = [];
+  for (let n = 1; n <= count; n++) {
+    const endpoint = rng.weighted(ENDPOINT_WEIGHTS);
+    let spec: CaseSpec;
+    switch (endpoint) {
+      case 'POST /v1/plan': spec = bodyEndpointCase(rng, ctx, submitModel(rng, ctx), PLAN_BODY_WEIGHTS); break;
+      case 'PATCH /v1/plan': spec = bodyEndpointCase(rng, ctx, updateModel(rng, ctx), PLAN_BODY_WEIGHTS); break;
+      case 'POST /v1/user': spec = bodyEndpointCase(rng, ctx, userModel(rng), USER_BODY_WEIGHTS); break;
+      case 'GET /v1/user': spec = userGetCase(rng, ctx); break;
+      case 'GET /v1/plan': spec = listCase(rng, ctx); break;
+      case 'GET /v1/plan/{id}': spec = planIdCase(rng, ctx, 'get'); break;
+      case 'GET /v1/plan/{id}/summary': spec = planIdCase(rng, ctx, 'summary'); break;
+      default: spec = planIdCase(rng, ctx, 'cancel'); break;
+    }
+    cases.push({ n, endpoint, ...spec, family: spec.family ?? spec.mutation.replace(/ [("{\[].*$/, '') });
+  }
+  return cases;
+}
