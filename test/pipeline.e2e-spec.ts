@@ -5,11 +5,13 @@ import { createApp } from '../src/app.factory';
 import { loadConfig } from '../src/config/config.loader';
 import { Delivery, QueueName, TaskQueue } from '../src/connectors/queue/queue.port';
 import { HttpSink, waitFor } from './support/http-sink';
+import { stacks } from './support/stacks';
 import { TempDir } from './support/temp-files';
 
 /**
- * The pipeline in one process on the embedded stack (PGlite, memory lock, memory queue): scheduler claims,
- * dispatches at the due time, executor runs the REST action against a local sink and records the result.
+ * The pipeline with every role in one process, on the embedded stack and on the real services: the
+ * scheduler claims, dispatches at the due time, the executor runs the REST action against a local sink
+ * and records the result. (test/distributed.e2e-spec.ts runs the roles as separate processes.)
  */
 const T = {
   OneTime: 'karya.core.entities.PlanType.OneTime',
@@ -19,7 +21,7 @@ const T = {
   Slack: 'karya.core.entities.Action.SlackMessageRequest',
 };
 
-describe('pipeline, all-in-one on PGlite', () => {
+describe.each(stacks())('pipeline, all roles in one process on $name', (target) => {
   const tmp = new TempDir();
   const sink = new HttpSink();
   let app: INestApplication;
@@ -31,7 +33,7 @@ describe('pipeline, all-in-one on PGlite', () => {
   beforeAll(async () => {
     await sink.start();
     const { config } = loadConfig({
-      KARYA_PROVIDERS_CONFIG_PATH: tmp.write('p.yml', 'repo:\n  provider: pglite\n  properties:\n    dataDir: memory\n'),
+      KARYA_PROVIDERS_CONFIG_PATH: await target.providers(tmp),
       KARYA_SCHEDULER_CONFIG_PATH: tmp.write('s.yml', 'application:\n  fetcher:\n    pollFrequency: 100\n    channelCapacity: 50\n'),
       KARYA_EXECUTOR_CONFIG_PATH: tmp.write(
         'e.yml',
@@ -47,6 +49,7 @@ describe('pipeline, all-in-one on PGlite', () => {
   afterAll(async () => {
     await app?.close();
     await sink.stop();
+    await target.cleanup();
     tmp.cleanup();
   });
 

@@ -5,8 +5,7 @@ import { DataSource } from 'typeorm';
 import { createApp } from '../src/app.factory';
 import { loadConfig } from '../src/config/config.loader';
 import { DistributedLock } from '../src/connectors/lock/lock.port';
-import { createTestDatabase, TestDatabase } from './support/postgres';
-import { writeRealProviders } from './support/real-services';
+import { stacks } from './support/stacks';
 import { TempDir } from './support/temp-files';
 
 /**
@@ -39,34 +38,7 @@ type Json = Record<string, unknown>;
 const rest = (extra: Json = {}): Json => ({ type: T.Rest, base_url: 'sink.local:8080/hook', ...extra });
 const chained = (request: Json): Json => ({ type: T.Chained, request });
 
-interface Target {
-  name: string;
-  providers(tmp: TempDir): Promise<string>;
-  cleanup(): Promise<void>;
-}
-
-let db: TestDatabase | undefined;
-const targets: Target[] = [
-  {
-    name: 'embedded (PGlite, memory lock)',
-    providers: async (tmp) =>
-      tmp.write(
-        'providers.yml',
-        'repo:\n  provider: pglite\n  partitions: 3\n  properties:\n    dataDir: memory\nlock:\n  provider: memory\n  properties:\n    waitTime: 300\n    leaseTime: 5000\n',
-      ),
-    cleanup: async () => undefined,
-  },
-  {
-    name: 'real PostgreSQL, Redis, RabbitMQ',
-    providers: async (tmp) => {
-      db = await createTestDatabase();
-      return writeRealProviders(tmp, { pgUrl: db.url, partitions: 3 });
-    },
-    cleanup: async () => db?.drop(),
-  },
-];
-
-describe.each(targets)('v1 plans API on $name', (target) => {
+describe.each(stacks({ partitions: 3, lockWaitTime: 300 }))('v1 plans API on $name', (target) => {
   const tmp = new TempDir();
   let app: INestApplication;
   let http: ReturnType<INestApplication['getHttpServer']>;

@@ -7,6 +7,7 @@ import {
   DeliveryHandler,
   QueueMessage,
   QueueName,
+  QueueConsumer,
   TaskQueue,
 } from './queue.port';
 
@@ -49,7 +50,7 @@ export class MemoryQueue extends TaskQueue {
     });
   }
 
-  async consume(queue: QueueName, handler: DeliveryHandler, options: ConsumeOptions): Promise<MemoryConsumer> {
+  async consume(queue: QueueName, handler: DeliveryHandler, options: ConsumeOptions): Promise<QueueConsumer> {
     this.assertOpen();
     assertPrefetch(options.prefetch);
     const state: ConsumerState = {
@@ -62,7 +63,7 @@ export class MemoryQueue extends TaskQueue {
     };
     this.consumersOf(queue).push(state);
     this.scheduleDispatch(queue);
-    return new MemoryConsumer(
+    return new QueueConsumer(
       () => this.cancelConsumer(state),
       () => this.abortConsumer(state),
     );
@@ -202,25 +203,6 @@ export class MemoryQueue extends TaskQueue {
   }
 }
 
-/** Returned by MemoryQueue.consume. */
-export class MemoryConsumer implements Consumer {
-  constructor(
-    private readonly doCancel: () => Promise<void>,
-    private readonly doAbort: () => Promise<void>,
-  ) {}
-
-  cancel(): Promise<void> {
-    return this.doCancel();
-  }
-
-  /**
-   * Stops as a crashed process would: without waiting for running handlers. Their messages go back to the
-   * head of the queue, flagged redelivered, and whatever those handlers do afterwards is ignored.
-   */
-  abort(): Promise<void> {
-    return this.doAbort();
-  }
-}
 
 interface StoredMessage {
   /** JSON text, as a broker would hold it. */

@@ -46,6 +46,26 @@ export interface Consumer {
   cancel(): Promise<void>;
 }
 
+/** What both adapters return from consume(): cancel, plus abort for crash simulation in tests. */
+export class QueueConsumer implements Consumer {
+  constructor(
+    private readonly doCancel: () => Promise<void>,
+    private readonly doAbort: () => Promise<void>,
+  ) {}
+
+  cancel(): Promise<void> {
+    return this.doCancel();
+  }
+
+  /**
+   * Stops as a crashed process would: without waiting for running handlers. The broker (or the memory
+   * queue) redelivers their messages, flagged redelivered, and whatever those handlers do afterwards is ignored.
+   */
+  abort(): Promise<void> {
+    return this.doAbort();
+  }
+}
+
 export abstract class TaskQueue {
   abstract publish(queue: QueueName, message: QueueMessage): Promise<void>;
   abstract publishBatch(queue: QueueName, messages: readonly QueueMessage[]): Promise<void>;

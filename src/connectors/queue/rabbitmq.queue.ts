@@ -9,6 +9,7 @@ import {
   DeliveryHandler,
   QueueMessage,
   QueueName,
+  QueueConsumer,
   TaskQueue,
 } from './queue.port';
 
@@ -147,7 +148,7 @@ export class RabbitMqQueue extends TaskQueue {
     await this.publishDeadLetter(encode(message), from, reason, JSON_CONTENT_TYPE);
   }
 
-  async consume(queue: QueueName, handler: DeliveryHandler, options: ConsumeOptions): Promise<RabbitMqConsumer> {
+  async consume(queue: QueueName, handler: DeliveryHandler, options: ConsumeOptions): Promise<QueueConsumer> {
     this.assertOpen();
     assertPrefetch(options.prefetch);
     const state = new ConsumerState(queue, handler, options.prefetch);
@@ -174,7 +175,7 @@ export class RabbitMqQueue extends TaskQueue {
       await this.cancelConsumer(state);
       throw new Error(`Cannot consume from ${queue}: ${this.describe(err)}`);
     }
-    return new RabbitMqConsumer(
+    return new QueueConsumer(
       () => this.cancelConsumer(state),
       () => this.abortConsumer(state),
     );
@@ -460,25 +461,6 @@ export class RabbitMqQueue extends TaskQueue {
   }
 }
 
-/** Returned by RabbitMqQueue.consume. */
-export class RabbitMqConsumer implements Consumer {
-  constructor(
-    private readonly doCancel: () => Promise<void>,
-    private readonly doAbort: () => Promise<void>,
-  ) {}
-
-  cancel(): Promise<void> {
-    return this.doCancel();
-  }
-
-  /**
-   * Stops as a crashed process would: closes the channel without waiting for running handlers, so the
-   * broker redelivers their messages (flagged redelivered) and their eventual acks are dropped.
-   */
-  abort(): Promise<void> {
-    return this.doAbort();
-  }
-}
 
 class ConsumerState {
   active = true;
