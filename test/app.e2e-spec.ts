@@ -57,6 +57,11 @@ describe('embedded all-in-one app (pglite in memory, memory lock, memory queue)'
     expect(Object.keys(doc.body.paths)).toContain('/v1/user');
   });
 
+  it('exposes Prometheus metrics at /metrics', async () => {
+    const res = await request(app.getHttpServer()).get('/metrics').expect(200);
+    expect(res.text).toContain('karya_executor_task_success_execution_count');
+  });
+
   it('boots every feature module', () => {
     for (const m of [UsersModule, PlansModule, HooksModule, SchedulerModule, ExecutorModule]) {
       expect(hasModule(app, m)).toBe(true);
@@ -161,4 +166,26 @@ describe('role composition on real PostgreSQL, Redis and RabbitMQ', () => {
       expect(hasModule(app, ExecutorModule)).toBe(true);
       expect(hasModule(app, UsersModule)).toBe(false);
     }));
+});
+
+describe('metricsEnabled: false in every role file', () => {
+  const tmp = new TempDir();
+  let app: INestApplication;
+  afterAll(async () => {
+    await app?.close();
+    tmp.cleanup();
+  });
+
+  it('turns /metrics off', async () => {
+    const off = 'application:\n  metricsEnabled: false\n';
+    const { config } = loadConfig({
+      KARYA_PROVIDERS_CONFIG_PATH: tmp.write('p.yml', 'repo:\n  provider: pglite\n  properties:\n    dataDir: memory\n'),
+      KARYA_SERVER_CONFIG_PATH: tmp.write('server.yml', off),
+      KARYA_SCHEDULER_CONFIG_PATH: tmp.write('scheduler.yml', off),
+      KARYA_EXECUTOR_CONFIG_PATH: tmp.write('executor.yml', off),
+    });
+    app = await createApp(config, { logger: false });
+    await request(app.getHttpServer()).get('/metrics').expect(404);
+    await request(app.getHttpServer()).get('/health').expect(200);
+  });
 });

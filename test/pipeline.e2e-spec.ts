@@ -170,6 +170,18 @@ describe.each(stacks())('pipeline, all roles in one process on $name', (target) 
     expect(dl[0].deadLetterReason).toBe(`No connector configured for ${T.Slack}`);
   });
 
+  it('dead-letters a malformed executor message once, with the reason', async () => {
+    const queue = app.get(TaskQueue);
+    const marker = `malformed-${Date.now()}`;
+    await queue.publish(QueueName.Executor, { type: 'karya.core.queues.entities.QueueMessage.ExecutorMessage', taskId: marker });
+    await waitFor(() => deadLetters.some((d) => d.message.taskId === marker), 5000, 'dead letter of the malformed message');
+    await new Promise((r) => setTimeout(r, 500));
+    const dl = deadLetters.filter((d) => d.message.taskId === marker);
+    expect(dl).toHaveLength(1);
+    expect(dl[0].deadLetterReason).toBe('malformed executor message: bad or missing planId, partitionKey, attempt, dispatchSeq, maxFailureRetry, toBeExecutedAt, action');
+    expect(dl[0].originalQueue).toBe(QueueName.Executor);
+  });
+
   it('serves /metrics with the pipeline counters', async () => {
     const text = (await request(http).get('/metrics').expect(200)).text;
     expect(text).toMatch(/karya_scheduler_tasks_dispatched_total(\{[^}]*\})? [1-9]/);
