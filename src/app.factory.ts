@@ -39,7 +39,10 @@ export async function createApp(config: KaryaConfig, options: CreateAppOptions =
   }
   if (config.roles.has(Role.Executor)) {
     // The executor's @EventPattern handlers run behind a transport over the queue port (RabbitMQ or memory).
-    const queues = [{ name: QueueName.Executor, prefetch: config.executor.concurrency }];
+    const queues = [
+      { name: QueueName.Executor, prefetch: config.executor.concurrency },
+      { name: QueueName.Hooks, prefetch: config.executor.concurrency },
+    ];
     // Not inheritAppConfig: the HTTP error filter and validation pipe mean nothing to queue messages.
     app.connectMicroservice({ strategy: new QueueTransport(app.get(TaskQueue), queues) });
   }

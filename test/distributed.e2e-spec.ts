@@ -11,6 +11,8 @@ import { TempDir } from './support/temp-files';
  * partitions (one owns all five, the other 2-4), 2 executors.
  */
 const PLANS = 5000;
+/** Time to submit the burst before it falls due: generous, so a loaded 2-core machine still makes it. */
+const LEAD_MS = 60_000;
 const T = { OneTime: 'karya.core.entities.PlanType.OneTime', Rest: 'karya.core.entities.Action.RestApiRequest' };
 
 interface Cluster {
@@ -75,7 +77,7 @@ describe('distributed pipeline on real PostgreSQL, Redis and RabbitMQ', () => {
       while (next < count) {
         const i = next++;
         const periodMs = dueAt + (i % 1000) - Date.now();
-        if (periodMs < 1000) throw new Error('submission too slow for the chosen due time');
+        if (periodMs < 1000) throw new Error(`submission too slow: plan ${i} of ${count} would be due in ${periodMs} ms`);
         const res = await fetch(`http://127.0.0.1:${port}/v1/plan`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
@@ -106,7 +108,7 @@ describe('distributed pipeline on real PostgreSQL, Redis and RabbitMQ', () => {
 
   it(`executes ${PLANS} OneTime plans due within the same second exactly once each`, async () => {
     cluster = await startCluster('burst');
-    const dueAt = Date.now() + 25_000;
+    const dueAt = Date.now() + LEAD_MS;
     const planIds = await submitBurst(cluster.serverPort, 'burst', PLANS, dueAt);
     expect(planIds).toHaveLength(PLANS);
     await waitFor(async () => (await taskStatuses(planIds)).SUCCESS === PLANS, 120_000, `all ${PLANS} tasks SUCCESS`);
@@ -124,7 +126,7 @@ describe('distributed pipeline on real PostgreSQL, Redis and RabbitMQ', () => {
   });
 
   it(`loses nothing when an executor and a scheduler are killed -9 in the middle of ${PLANS} tasks`, async () => {
-    const dueAt = Date.now() + 25_000;
+    const dueAt = Date.now() + LEAD_MS;
     const planIds = await submitBurst(cluster.serverPort, 'crash', PLANS, dueAt);
     await waitFor(() => sink.hits.filter((h) => h.path === '/crash').length >= PLANS / 4, 60_000, 'a quarter of the burst executed');
     const [victimScheduler] = cluster.schedulers.slice(1); // owns partitions 2-4; the survivor owns all five
@@ -168,7 +170,7 @@ describe('distributed pipeline on real PostgreSQL, Redis and RabbitMQ', () => {
     await takeover.waitForHealthy(port);
 
     const count = 1000;
-    const dueAt = Date.now() + 12_000;
+    const dueAt = Date.now() + LEAD_MS / 3;
     const planIds = await submitBurst(cluster.serverPort, 'term', count, dueAt);
     // Claims are taken up to 2 × pollFrequency (400 ms) ahead: by now both schedulers hold some.
     await new Promise((r) => setTimeout(r, Math.max(0, dueAt - 250 - Date.now())));

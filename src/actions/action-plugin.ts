@@ -5,8 +5,18 @@ import { JsonObject } from '../connectors/repo/entities/plan.entity';
 export interface ActionContext {
   planId: string;
   taskId: string;
-  /** 1 for the first attempt, 2 for the first retry, … */
+  /** 1 for the first attempt, 2 for the first retry, … (of the hook itself when running as a hook) */
   attempt: number;
+  /** Set when the action runs as a hook: what happened to the task, and a key unique to this hook call. */
+  hook?: HookContext;
+}
+
+export interface HookContext {
+  trigger: 'ON_FAILURE' | 'ON_COMPLETION';
+  /** The task's status when the hook fired (FAILURE or SUCCESS). */
+  taskStatus: string;
+  /** Idempotency key of this hook firing (the task id alone would be shared by all hooks of the task). */
+  key: string;
 }
 
 /** A plugin never throws for a failed action: it returns the failure text recorded in the error log. */

@@ -286,7 +286,7 @@ function parseBody(raw: JsonValue | undefined): Body {
 }
 
 /** Header names we set from the context; an action's own header of the same name (any case) is dropped. */
-const KARYA_HEADERS = ['Idempotency-Key', 'X-Karya-Plan-Id', 'X-Karya-Task-Id', 'X-Karya-Attempt'];
+const KARYA_HEADERS = ['Idempotency-Key', 'X-Karya-Plan-Id', 'X-Karya-Task-Id', 'X-Karya-Attempt', 'X-Karya-Trigger', 'X-Karya-Task-Status'];
 const KARYA_HEADERS_LOWER = new Set(KARYA_HEADERS.map((h) => h.toLowerCase()));
 
 function buildHeaders(raw: JsonValue | undefined, body: Body, context: ActionContext): Record<string, string> {
@@ -303,10 +303,15 @@ function buildHeaders(raw: JsonValue | undefined, body: Body, context: ActionCon
   if (body.kind === 'json' && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) {
     headers['content-type'] = 'application/json';
   }
-  headers['Idempotency-Key'] = context.taskId;
+  headers['Idempotency-Key'] = context.hook?.key ?? context.taskId;
   headers['X-Karya-Plan-Id'] = context.planId;
   headers['X-Karya-Task-Id'] = context.taskId;
   headers['X-Karya-Attempt'] = String(context.attempt);
+  // A hook target is told what happened (the original sent it nothing).
+  if (context.hook) {
+    headers['X-Karya-Trigger'] = context.hook.trigger;
+    headers['X-Karya-Task-Status'] = context.hook.taskStatus;
+  }
   return headers;
 }
 

@@ -1,6 +1,6 @@
 import { Module } from '@nestjs/common';
-import { PlanStoreModule } from '../plans/plan-store.module';
-import { ActionRegistry } from './action-registry';
+import { ActionsModule } from '../../actions/actions.module';
+import { HooksModule } from '../hooks/hooks.module';
 import { ExecutorController } from './executor.controller';
 import { ExecutorService } from './executor.service';
 import { TaskResultsRepository } from './task-results.repository';
@@ -10,8 +10,8 @@ import { TaskResultsRepository } from './task-results.repository';
  * actions through their plugins. Executor role only.
  */
 @Module({
-  imports: [PlanStoreModule],
+  imports: [ActionsModule, HooksModule],
   controllers: [ExecutorController],
-  providers: [ExecutorService, TaskResultsRepository, ActionRegistry],
+  providers: [ExecutorService, TaskResultsRepository],
 })
 export class ExecutorModule {}

@@ -1,17 +1,18 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { ExecutorConfig } from '../../config/karya-config';
-import { PlanStatus } from '../../connectors/repo/entities/plan.entity';
+import { JsonObject, PlanStatus } from '../../connectors/repo/entities/plan.entity';
+import { TaskStatus } from '../../connectors/repo/entities/task.entity';
 import { KaryaMetrics } from '../../metrics/karya-metrics';
 import { ExecutorMessage, parseExecutorMessage } from '../../pipeline/executor-message';
+import { backoffDelay, DeadLetter } from '../../pipeline/retry';
 import { PLAN_TYPE } from '../plans/dto/discriminators';
-import { ActionRegistry } from './action-registry';
+import { ActionRegistry } from '../../actions/action-registry';
+import { HookPublisher } from '../hooks/hook-publisher';
 import { TaskResultsRepository } from './task-results.repository';
 
 /** Added to an action's own timeout for the lease an executor holds while running it. */
 const RUN_LEASE_MARGIN_MS = 30_000;
 
-/** Thrown to have the transport dead-letter the message (with this reason) after its outcome is recorded. */
-export class DeadLetter extends Error {}
 
 @Injectable()
 export class ExecutorService {
@@ -22,6 +23,7 @@ export class ExecutorService {
     private readonly plugins: ActionRegistry,
     private readonly config: ExecutorConfig,
     private readonly metrics: KaryaMetrics,
+    private readonly hooks: HookPublisher,
   ) {}
 
   async handle(raw: Record<string, unknown>): Promise<void> {
@@ -45,7 +47,7 @@ export class ExecutorService {
     if (!plugin) {
       const reason = `No connector configured for ${String(message.action.type)}`;
       // Another executor might have the plugin, but retrying blindly could loop; the plan's owner sees why.
-      await this.results.failed(message, new Date(), reason, null, last);
+      if (await this.results.failed(message, new Date(), reason, null, last)) await this.fireFailure(message, started.hooks);
       this.metrics.deadLettered('no_connector');
       throw new DeadLetter(reason);
     }
@@ -56,17 +58,30 @@ export class ExecutorService {
     const at = new Date();
     this.metrics.observeExecution((at.getTime() - start) / 1000, outcome.ok);
     if (outcome.ok) {
-      await this.results.succeeded(message, at, last);
+      const { completed } = await this.results.succeeded(message, at, last);
+      if (completed) {
+        await this.hooks.fire('ON_COMPLETION', started.hooks, {
+          planId: message.planId, taskId: message.taskId, taskAttempt: message.attempt, taskStatus: TaskStatus.Success,
+        });
+      }
       return;
     }
     const retriesLeft = message.attempt <= message.maxFailureRetry;
-    const retryAt = retriesLeft ? new Date(at.getTime() + this.backoff(message.attempt)) : null;
+    const retryAt = retriesLeft ? new Date(at.getTime() + backoffDelay(this.config.retry, message.attempt)) : null;
     const recorded = await this.results.failed(message, at, outcome.error, retryAt, last && !retriesLeft);
+    if (recorded) await this.fireFailure(message, started.hooks);
     if (recorded && retriesLeft) this.metrics.retryScheduled();
     if (recorded && !retriesLeft) {
       this.metrics.deadLettered('exhausted');
       throw new DeadLetter(`Failed after ${message.attempt} attempt(s): ${outcome.error}`);
     }
+  }
+
+  /** ON_FAILURE fires after every failed attempt, retries included. */
+  private async fireFailure(message: ExecutorMessage, hooks: JsonObject[]): Promise<void> {
+    await this.hooks.fire('ON_FAILURE', hooks, {
+      planId: message.planId, taskId: message.taskId, taskAttempt: message.attempt, taskStatus: TaskStatus.Failure,
+    });
   }
 
   /**
@@ -78,10 +93,4 @@ export class ExecutorService {
     return typeof planType.end_at === 'number' && dueAt >= planType.end_at;
   }
 
-  /** Exponential backoff with jitter: initialDelay · multiplier^(attempt-1), capped, ± jitter. */
-  backoff(attempt: number): number {
-    const { initialDelay, multiplier, maxDelay, jitter } = this.config.retry;
-    const base = Math.min(initialDelay * multiplier ** (attempt - 1), maxDelay);
-    return Math.max(0, Math.round(base * (1 + jitter * (2 * Math.random() - 1))));
-  }
 }

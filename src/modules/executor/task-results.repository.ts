@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, EntityManager } from 'typeorm';
 import { sqlRows } from '../../connectors/repo/sql';
 import { ErrorLogKind } from '../../connectors/repo/entities/error-log.entity';
 import { JsonObject, PlanStatus } from '../../connectors/repo/entities/plan.entity';
@@ -9,6 +9,8 @@ import { ExecutorMessage } from '../../pipeline/executor-message';
 export interface StartedTask {
   planStatus: PlanStatus;
   planType: JsonObject;
+  /** The plan's hooks as they are now (a PATCH applies to later events). */
+  hooks: JsonObject[];
   /** The task's due time (its grid slot), epoch ms. */
   dueAt: number;
 }
@@ -29,15 +31,15 @@ export class TaskResultsRepository {
    * once a cancel has returned, no execution starts.
    */
   async start(m: ExecutorMessage, leaseUntil: Date): Promise<StartedTask | null> {
-    const rows = await sqlRows<{ status: PlanStatus; type: JsonObject; due: Date }>(
+    const rows = await sqlRows<{ status: PlanStatus; type: JsonObject; hook: JsonObject[]; due: Date }>(
       this.ds,
-      `WITH p AS (SELECT status, type FROM plans WHERE id = $5 FOR SHARE)
+      `WITH p AS (SELECT status, type, hook FROM plans WHERE id = $5 FOR SHARE)
        UPDATE tasks t SET lease_until = $4 FROM p WHERE ${FENCE}
-       RETURNING p.status, p.type, t.next_execution_at AS due`,
+       RETURNING p.status, p.type, p.hook, t.next_execution_at AS due`,
       [m.taskId, m.partitionKey, m.dispatchSeq, leaseUntil, m.planId],
     );
     const row = rows[0];
-    return row ? { planStatus: row.status, planType: row.type, dueAt: row.due.getTime() } : null;
+    return row ? { planStatus: row.status, planType: row.type, hooks: row.hook, dueAt: row.due.getTime() } : null;
   }
 
   async cancelled(m: ExecutorMessage): Promise<void> {
@@ -46,16 +48,20 @@ export class TaskResultsRepository {
     ]);
   }
 
-  /** SUCCESS (also FAILURE → SUCCESS after a retry), and the plan COMPLETED when this was its last run. */
-  async succeeded(m: ExecutorMessage, at: Date, completesPlan: boolean): Promise<boolean> {
+  /**
+   * SUCCESS (also FAILURE → SUCCESS after a retry), and the plan COMPLETED when this was its last run.
+   * Says whether the result was recorded and whether this call completed the plan (ON_COMPLETION fires then).
+   */
+  async succeeded(m: ExecutorMessage, at: Date, completesPlan: boolean): Promise<{ recorded: boolean; completed: boolean }> {
     return this.ds.transaction(async (tx) => {
       const done = await sqlRows(
         tx,
         `UPDATE tasks t SET status = $4, executed_at = $5, lease_until = NULL WHERE ${FENCE} RETURNING t.id`,
         [m.taskId, m.partitionKey, m.dispatchSeq, TaskStatus.Success, at],
       );
-      if (done.length > 0 && completesPlan) await this.complete(tx.query.bind(tx), m.planId, at);
-      return done.length > 0;
+      const recorded = done.length > 0;
+      const completed = recorded && completesPlan && (await this.complete(tx, m.planId, at));
+      return { recorded, completed };
     });
   }
 
@@ -74,15 +80,16 @@ export class TaskResultsRepository {
       await tx.query(`INSERT INTO error_logs (plan_id, task_id, type, error, timestamp) VALUES ($1, $2, $3, $4, $5)`, [
         m.planId, m.taskId, ErrorLogKind.Executor, error, at,
       ]);
-      if (completesPlan) await this.complete(tx.query.bind(tx), m.planId, at);
+      if (completesPlan) await this.complete(tx, m.planId, at);
       return true;
     });
   }
 
   /** Completion never overwrites CANCELLED (the original let a late result flip it). */
-  private async complete(query: (sql: string, params: unknown[]) => Promise<unknown>, planId: string, at: Date): Promise<void> {
-    await query(`UPDATE plans SET status = $2, updated_at = $3 WHERE id = $1 AND status IN ($4, $5)`, [
+  private async complete(tx: EntityManager, planId: string, at: Date): Promise<boolean> {
+    const rows = await sqlRows(tx, `UPDATE plans SET status = $2, updated_at = $3 WHERE id = $1 AND status IN ($4, $5) RETURNING id`, [
       planId, PlanStatus.Completed, at, PlanStatus.Created, PlanStatus.Running,
     ]);
+    return rows.length > 0;
   }
 }

@@ -1,8 +1,18 @@
 import { Module } from '@nestjs/common';
+import { ActionsModule } from '../../actions/actions.module';
+import { HookPublisher } from './hook-publisher';
+import { HooksController } from './hooks.controller';
+import { HooksService } from './hooks.service';
 
 /**
- * Hooks (ON_FAILURE / ON_COMPLETION): validation on the server side, dispatch on the executor side,
- * which is why both the server and executor roles load it. Implemented by the hooks issue.
+ * Hooks (ON_FAILURE / ON_COMPLETION). The executor fires them through HookPublisher; HooksController runs
+ * them from the hooks queue, which only processes with the executor role consume (app.factory.ts). In the
+ * server role the hook rules are part of plan validation (plans DTOs), and nothing here receives messages.
  */
-@Module({})
+@Module({
+  imports: [ActionsModule],
+  controllers: [HooksController],
+  providers: [HooksService, HookPublisher],
+  exports: [HookPublisher],
+})
 export class HooksModule {}

@@ -1,9 +1,12 @@
 import { Injectable, OnApplicationShutdown } from '@nestjs/common';
-import { ChainedPlugin } from '../../actions/chained/chained.plugin';
-import { ActionPlugin } from '../../actions/action-plugin';
-import { RestApiPlugin } from '../../actions/restapi/restapi.plugin';
-import { ExecutorConfig } from '../../config/karya-config';
-import { PlansService } from '../plans/plans.service';
+import { ExecutorConfig } from '../config/karya-config';
+import { PlansService } from '../modules/plans/plans.service';
+import { ActionPlugin } from './action-plugin';
+import { ChainedPlugin } from './chained/chained.plugin';
+import { EmailPlugin } from './email/email.plugin';
+import { KafkaPlugin } from './kafka/kafka.plugin';
+import { RestApiPlugin } from './restapi/restapi.plugin';
+import { SlackPlugin } from './slack/slack.plugin';
 
 /** The plugins this executor has enabled (executor.yml `connectors`; chained is always on), by action type. */
 @Injectable()
@@ -27,14 +30,19 @@ export class ActionRegistry implements OnApplicationShutdown {
   }
 
   private build(type: string, configs: Record<string, unknown>, plans: PlansService): ActionPlugin | undefined {
+    // Every ConnectorType has a plugin; the config loader refuses any other type at start-up.
     switch (type) {
       case 'restapi':
         return new RestApiPlugin(configs);
       case 'chained':
         return new ChainedPlugin(plans);
+      case 'slack':
+        return new SlackPlugin(configs);
+      case 'kafka':
+        return new KafkaPlugin(configs);
+      case 'email':
+        return new EmailPlugin(configs);
       default:
-        // slack, email and kafka arrive with the hooks issue; until then their actions are dead-lettered
-        // with "No connector configured for <type>".
         return undefined;
     }
   }

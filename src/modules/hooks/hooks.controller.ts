@@ -1,0 +1,17 @@
+import { Controller, UseFilters } from '@nestjs/common';
+import { EventPattern, Payload } from '@nestjs/microservices';
+import { QueueName } from '../../connectors/queue/queue.port';
+import { PassThroughRpcFilter } from '../../pipeline/pass-through-rpc.filter';
+import { HooksService } from './hooks.service';
+
+/** Messages of the hooks queue, delivered by QueueTransport in processes with the executor role. */
+@Controller()
+@UseFilters(new PassThroughRpcFilter())
+export class HooksController {
+  constructor(private readonly hooks: HooksService) {}
+
+  @EventPattern(QueueName.Hooks)
+  handle(@Payload() message: Record<string, unknown>): Promise<void> {
+    return this.hooks.handle(message);
+  }
+}
