@@ -136,6 +136,8 @@ describe('role composition on real PostgreSQL, Redis and RabbitMQ', () => {
       await request(app.getHttpServer()).get('/docs-json').expect(404);
       expect(hasModule(app, SchedulerModule)).toBe(true);
       for (const m of [UsersModule, PlansModule, HooksModule, ExecutorModule]) expect(hasModule(app, m)).toBe(false);
+      // No queue transport, so no consumer on the executor or hooks queue.
+      expect(app.getMicroservices()).toHaveLength(0);
       const health = await request(app.getHttpServer()).get('/health').expect(200);
       expect(health.body.info).toEqual({
         repo: expect.objectContaining({ status: 'up', provider: 'psql' }),
@@ -150,6 +152,7 @@ describe('role composition on real PostgreSQL, Redis and RabbitMQ', () => {
       expect(hasModule(app, ExecutorModule)).toBe(true);
       expect(hasModule(app, HooksModule)).toBe(true);
       for (const m of [UsersModule, PlansModule, SchedulerModule]) expect(hasModule(app, m)).toBe(false);
+      expect(app.getMicroservices()).toHaveLength(1);
     }));
 
   it('server: the API and docs, without scheduler or executor', () =>
@@ -158,6 +161,7 @@ describe('role composition on real PostgreSQL, Redis and RabbitMQ', () => {
       await request(app.getHttpServer()).get('/docs-json').expect(200);
       expect(hasModule(app, UsersModule)).toBe(true);
       for (const m of [SchedulerModule, ExecutorModule]) expect(hasModule(app, m)).toBe(false);
+      expect(app.getMicroservices()).toHaveLength(0);
     }));
 
   it('a comma list combines roles', () =>

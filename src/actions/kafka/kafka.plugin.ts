@@ -4,6 +4,7 @@ import { ConnectorType } from '../../config/karya-config';
 import { JsonObject } from '../../connectors/repo/entities/plan.entity';
 import { ACTION_TYPE } from '../../modules/plans/dto/discriminators';
 import { ActionContext, ActionPlugin, ActionResult } from '../action-plugin';
+import { untilAborted } from '../call-utils';
 
 /** executor.yml `connectors: [{ type: kafka, configs: { bootstrap.servers: "host1:9092,host2:9092" } }]`. */
 export const BOOTSTRAP_SERVERS_KEY = 'bootstrap.servers';
@@ -425,21 +426,3 @@ function callAsync<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** `promise`, but rejected as soon as `signal` aborts (the kafkajs call itself goes on; see releaseIfIdle). */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
-}

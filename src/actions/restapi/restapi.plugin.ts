@@ -3,6 +3,7 @@ import { ConnectorType } from '../../config/karya-config';
 import { JsonObject, JsonValue } from '../../connectors/repo/entities/plan.entity';
 import { ACTION_TYPE, BODY_TYPE, METHODS, Method } from '../../modules/plans/dto/discriminators';
 import { ActionContext, ActionPlugin, ActionResult } from '../action-plugin';
+import { errorText, MAX_TIMER_MS, pause, socketBackInPool, untilAborted } from '../call-utils';
 
 /** executor.yml `connectors: [{ type: restapi, configs: {...} }]`. All optional. */
 export interface RestApiPluginConfigs {
@@ -44,9 +45,6 @@ export const MAX_ERROR_BODY_CHARS = 10_000;
  * close that one socket than to keep downloading; the call still counts as a success.
  */
 const MAX_DISCARDED_BODY_BYTES = 1024 * 1024;
-
-/** setTimeout's ceiling (about 24.8 days); a larger delay would fire after 1 ms. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Errors that mean "no response has started and the server did not answer this request". Only these are
@@ -398,62 +396,3 @@ function isConnectionFailure(err: unknown): boolean {
   return Array.isArray(e.errors) && e.errors.length > 0 && e.errors.every((inner) => isConnectionFailure(inner));
 }
 
-/** An error's message, with its code when the message does not already say it (undici's often do not). */
-function errorText(err: unknown): string {
-  const e = asErrorLike(err);
-  let message = typeof e.message === 'string' ? e.message.trim() : '';
-  if (!message && Array.isArray(e.errors)) message = e.errors.map((inner) => errorText(inner)).join('; ');
-  if (!message) message = typeof err === 'string' ? err : String(err);
-  const code = typeof e.code === 'string' ? e.code : undefined;
-  return code && !message.includes(code) ? `${message} [${code}]` : message;
-}
-
-/**
- * undici (pipelining 1) hands a keep-alive socket back to its pool only one event-loop turn after the response
- * completed (`setImmediate(client[kResume])` in client-h1.js, "to make sure non-spec compliant servers are
- * not closing the connection"). A call made before that turn finds the socket busy and opens a second one:
- * back-to-back calls to one origin would alternate between two sockets. Waiting for that turn here (a
- * setImmediate queued after undici's) means the caller's next call finds the socket free.
- */
-function socketBackInPool(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-/**
- * `promise`, but rejected as soon as `signal` aborts. undici 7 honours a request's signal only once the request
- * is handed to a connected socket (api-request.js acts on it in onConnect): a request still queued behind a
- * full pool, or waiting on a TCP connect (undici's connect timer has ~1 s resolution), would otherwise overrun
- * the action's timeout. The abandoned request is still aborted by undici the moment it reaches a socket, before
- * any byte is written, so nothing is sent after the deadline.
- */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
-}
-
-/** Resolves after `ms`, or as soon as `signal` aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}

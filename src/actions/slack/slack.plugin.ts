@@ -3,6 +3,7 @@ import { ConnectorType } from '../../config/karya-config';
 import { JsonObject, JsonValue } from '../../connectors/repo/entities/plan.entity';
 import { ACTION_TYPE } from '../../modules/plans/dto/discriminators';
 import { ActionContext, ActionPlugin, ActionResult } from '../action-plugin';
+import { errorText, MAX_TIMER_MS, pause, socketBackInPool, untilAborted } from '../call-utils';
 
 /** executor.yml `connectors: [{ type: slack, configs: {...} }]`. */
 export interface SlackPluginConfigs {
@@ -46,9 +47,6 @@ export const MAX_ERROR_BODY_CHARS = 2_000;
  * stays far below this; the cap only stops a misbehaving endpoint from making us buffer without bound.
  */
 const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
-
-/** setTimeout's ceiling (about 24.8 days); a larger delay would fire after 1 ms. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** The block the original appends to every message (original-karya.md §4). */
 export const KARYA_FOOTER_BLOCK = {
@@ -375,64 +373,3 @@ function retryAfterSeconds(header: string | string[] | undefined): number {
 
 // ---------------------------------------------------------------- errors and timing
 
-interface ErrorLike {
-  message?: unknown;
-  code?: unknown;
-  errors?: unknown;
-}
-
-/** An error's message, with its code when the message does not already say it (undici's often do not). */
-function errorText(err: unknown): string {
-  const e: ErrorLike = typeof err === 'object' && err !== null ? (err as ErrorLike) : {};
-  let message = typeof e.message === 'string' ? e.message.trim() : '';
-  // Happy-eyeballs connects (several addresses) fail with an AggregateError of per-address errors.
-  if (!message && Array.isArray(e.errors)) message = e.errors.map((inner) => errorText(inner)).join('; ');
-  if (!message) message = typeof err === 'string' ? err : String(err);
-  const code = typeof e.code === 'string' ? e.code : undefined;
-  return code && !message.includes(code) ? `${message} [${code}]` : message;
-}
-
-/**
- * `promise`, but rejected as soon as `signal` aborts. undici 7 honours a request's signal only once the request
- * is on a connected socket, so a request still waiting on a TCP connect would otherwise overrun the deadline.
- */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
-}
-
-/**
- * undici (pipelining 1) hands a keep-alive socket back to its pool only one event-loop turn after the response
- * completed (`setImmediate(client[kResume])` in client-h1.js). A call made before that turn finds the socket
- * busy and opens a second one; waiting for that turn (a setImmediate queued after undici's) avoids it.
- */
-function socketBackInPool(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-/** Resolves after `ms`, or as soon as `signal` aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, Math.min(ms, MAX_TIMER_MS));
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
