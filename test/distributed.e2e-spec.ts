@@ -13,6 +13,8 @@ import { TempDir } from './support/temp-files';
 const PLANS = 5000;
 /** Time to submit the burst before it falls due: generous, so a loaded 2-core machine still makes it. */
 const LEAD_MS = 60_000;
+/** Per test: start-up, the lead time, the drain (waitFor allows 120 s) and the checks. */
+const TEST_TIMEOUT_MS = 300_000;
 const T = { OneTime: 'karya.core.entities.PlanType.OneTime', Rest: 'karya.core.entities.Action.RestApiRequest' };
 
 interface Cluster {
@@ -123,7 +125,7 @@ describe('distributed pipeline on real PostgreSQL, Redis and RabbitMQ', () => {
     expect(hits.every((h) => h.receivedAt >= dueAt - 1)).toBe(true);
     const plans = (await pg.query(`SELECT status, count(*)::int AS n FROM plans WHERE id = ANY($1::uuid[]) GROUP BY status`, [planIds])).rows;
     expect(plans).toEqual([{ status: 'COMPLETED', n: PLANS }]);
-  });
+  }, TEST_TIMEOUT_MS);
 
   it(`loses nothing when an executor and a scheduler are killed -9 in the middle of ${PLANS} tasks`, async () => {
     const dueAt = Date.now() + LEAD_MS;
@@ -158,7 +160,7 @@ describe('distributed pipeline on real PostgreSQL, Redis and RabbitMQ', () => {
     }
     expect(duplicated.length).toBeLessThanOrEqual(64);
     process.stdout.write(`crash test: ${duplicated.length} duplicate(s) among in-flight tasks\n`);
-  });
+  }, TEST_TIMEOUT_MS);
 
   it('SIGTERM: a scheduler hands back the tasks it holds, exits 0, and they run without waiting for a lease', async () => {
     // The crash test left one scheduler (all partitions) and one executor; add a scheduler to take over.
@@ -189,5 +191,5 @@ describe('distributed pipeline on real PostgreSQL, Redis and RabbitMQ', () => {
       `SELECT extract(epoch FROM (executed_at - next_execution_at)) * 1000 AS late FROM tasks WHERE plan_id = ANY($1::uuid[])`, [planIds],
     )).rows.map((r: { late: string }) => Number(r.late)));
     expect(lateness).toBeLessThan(2500);
-  });
+  }, TEST_TIMEOUT_MS);
 });
