@@ -1,0 +1,51 @@
+// The BullMQ side of the comparison, in its own process like Karya's executor: a Worker with tuned
+// concurrency making the same POST to the same sink (Idempotency-Key = job id, the body the job carries).
+import { Worker } from 'bullmq';
+import { Pool } from 'undici';
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const queue = env('BENCH_QUEUE');
+const concurrency = Number(env('BENCH_CONCURRENCY'));
+const sink = new Pool(`http://127.0.0.1:${env('BENCH_SINK_PORT')}`, {
+  connections: Number(env('BENCH_CONNECTIONS')),
+  pipelining: 1,
+  keepAliveTimeout: 60_000,
+});
+
+const worker = new Worker(
+  queue,
+  async (job) => {
+    const { statusCode, body } = await sink.request({
+      path: `/r/${job.data.run}`,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': String(job.id) },
+      body: JSON.stringify({ due: job.data.due }),
+      headersTimeout: 10_000,
+      bodyTimeout: 10_000,
+    });
+    await body.dump();
+    if (statusCode < 200 || statusCode >= 300) throw new Error(`sink answered ${statusCode}`);
+  },
+  {
+    connection: { host: env('BENCH_REDIS_HOST'), port: Number(env('BENCH_REDIS_PORT')), maxRetriesPerRequest: null },
+    concurrency,
+    removeOnComplete: { count: 0 },
+    removeOnFail: { count: 100_000 },
+  },
+);
+worker.on('error', (e) => process.stderr.write(`worker error: ${e.message}\n`));
+worker.on('failed', (job, e) => process.stderr.write(`job ${job?.id} failed: ${e.message}\n`));
+await worker.waitUntilReady();
+process.stdout.write('WORKER_READY\n');
+
+const stop = async () => {
+  await worker.close();
+  await sink.close();
+  process.exit(0);
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);

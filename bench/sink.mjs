@@ -1,0 +1,84 @@
+// The HTTP sink every benchmarked action calls: a separate process on 127.0.0.1 that records, per run,
+// the first receive time, the call count and the due time (from the JSON body) of every Idempotency-Key.
+//
+//   POST /r/<run>            record a call (Idempotency-Key header; body may hold {"due": <epoch ms>})
+//   GET  /count?run=<run>    {"distinct": n, "total": n}
+//   GET  /records?run=<run>  {"keys": [...], "first": [...], "due": [...], "count": [...]} (parallel arrays)
+//   DELETE /runs?run=<run>   forget a run
+//
+// Prints `SINK_PORT=<port>` on stdout once listening. Times are epoch milliseconds with sub-ms precision.
+import { createServer } from 'node:http';
+import { performance } from 'node:perf_hooks';
+
+/** @typedef {{ first: number, due: number, count: number }} Rec */
+/** @type {Map<string, { keys: Map<string, Rec>, total: number }>} */
+const runs = new Map();
+const origin = performance.timeOrigin;
+const DUE = /"due"\s*:\s*(\d+(?:\.\d+)?)/;
+
+function runOf(name) {
+  let r = runs.get(name);
+  if (!r) runs.set(name, (r = { keys: new Map(), total: 0 }));
+  return r;
+}
+
+function json(res, status, body) {
+  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+}
+
+const server = createServer((req, res) => {
+  const at = origin + performance.now();
+  const url = req.url ?? '/';
+  if (req.method === 'POST' && url.startsWith('/r/')) {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const run = runOf(url.slice(3));
+      const key = String(req.headers['idempotency-key'] ?? '');
+      run.total++;
+      const rec = run.keys.get(key);
+      if (rec) rec.count++;
+      else {
+        const m = DUE.exec(Buffer.concat(chunks).toString());
+        run.keys.set(key, { first: at, due: m ? Number(m[1]) : NaN, count: 1 });
+      }
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '2' }).end('ok');
+    });
+    return;
+  }
+  const u = new URL(url, 'http://sink');
+  const name = u.searchParams.get('run') ?? '';
+  if (req.method === 'GET' && u.pathname === '/count') {
+    const r = runs.get(name);
+    return json(res, 200, { distinct: r?.keys.size ?? 0, total: r?.total ?? 0 });
+  }
+  if (req.method === 'GET' && u.pathname === '/records') {
+    const r = runs.get(name);
+    const keys = [], first = [], due = [], count = [];
+    for (const [k, v] of r?.keys ?? []) {
+      keys.push(k);
+      first.push(v.first);
+      due.push(Number.isNaN(v.due) ? null : v.due);
+      count.push(v.count);
+    }
+    return json(res, 200, { keys, first, due, count, total: r?.total ?? 0 });
+  }
+  if (req.method === 'DELETE' && u.pathname === '/runs') {
+    runs.delete(name);
+    return json(res, 200, {});
+  }
+  json(res, 404, { error: 'not found' });
+});
+server.keepAliveTimeout = 120_000;
+server.headersTimeout = 130_000;
+server.maxRequestsPerSocket = 0;
+server.listen(0, '127.0.0.1', () => {
+  process.stdout.write(`SINK_PORT=${server.address().port}\n`);
+});
+const stop = () => {
+  server.closeAllConnections();
+  server.close(() => process.exit(0));
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+process.on('disconnect', stop);
