@@ -2,7 +2,8 @@ import { BadRequestException } from '@nestjs/common';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-function shown(value: unknown): string {
+/** A value as sent, for an error message: JSON, cut to 80 characters. */
+export function shown(value: unknown): string {
   const s = JSON.stringify(value) ?? String(value);
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }

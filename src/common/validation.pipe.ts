@@ -1,4 +1,5 @@
 import { ArgumentMetadata, BadRequestException, ValidationError, ValidationPipe } from '@nestjs/common';
+import { shown } from './params';
 
 /** Deeper JSON than this is refused before class-transformer recurses into it (a stack overflow is a 500). */
 const MAX_BODY_DEPTH = 64;
@@ -14,10 +15,6 @@ function child(raw: unknown, key: string): unknown {
   return typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>)[key] : undefined;
 }
 
-function shown(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
-}
 
 /**
  * Flattens class-validator errors into "field: problem, got VALUE" lines (the contract wants both). The

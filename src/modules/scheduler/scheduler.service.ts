@@ -126,7 +126,9 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
     const byDue = new Map<number, ClaimedTask[]>();
     for (const t of batch) {
       this.held.set(t.taskId, t);
-      byDue.set(t.dueAt, [...(byDue.get(t.dueAt) ?? []), t]);
+      const group = byDue.get(t.dueAt);
+      if (group) group.push(t);
+      else byDue.set(t.dueAt, [t]);
     }
     for (const [dueAt, tasks] of byDue) {
       const delay = dueAt - Date.now();
