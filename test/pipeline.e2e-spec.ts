@@ -124,10 +124,11 @@ describe.each(stacks())('pipeline, all roles in one process on $name', (target) 
 
   it('never starts a cancelled plan: cancel before the due time → task CANCELLED, no call', async () => {
     const plan = await submit({ period_time: 'PT1S', plan_type: { type: T.Recurring }, action: { type: T.Rest, base_url: `${sink.baseUrl}/cancelled` } });
-    // Within the scheduler's look-ahead (2 × pollFrequency = 200 ms): claimed and held on a timer by now.
-    await new Promise((r) => setTimeout(r, 900));
-    const held: { status: string }[] = await ds.query(`SELECT status FROM tasks WHERE plan_id = $1 AND next_execution_at = $2`, [plan.id, new Date(plan.created_at + 1000)]);
-    expect(held[0].status).toBe('PROCESSING');
+    // Claimed ahead (look-ahead 2 × pollFrequency = 200 ms) and held on a timer: cancel while it is held.
+    await waitFor(async () => {
+      const rows: { status: string }[] = await ds.query(`SELECT status FROM tasks WHERE plan_id = $1 AND next_execution_at = $2`, [plan.id, new Date(plan.created_at + 1000)]);
+      return rows[0]?.status === 'PROCESSING';
+    }, 5000, 'the first task claimed');
     await request(http).post(`/v1/plan/${plan.id}`).expect(200);
     const cancelledAt = Date.now();
     await new Promise((r) => setTimeout(r, 1500));
