@@ -105,7 +105,7 @@ function executorYml() {
 /**
  * Starts a deployment: `split` = 1 server + 1 scheduler + 1 executor; `all` = one process with every role.
  * @param {'split' | 'all'} kind
- * @param {{ root: string, dir: string, pgUrl: string, services: any }} o
+ * @param {{ root: string, dir: string, pgUrl: string, services: any, nodeArgs?: string[] }} o  (nodeArgs: e.g. --cpu-prof)
  */
 export async function startKarya(kind, o) {
   const write = (name, text) => {
@@ -130,7 +130,7 @@ export async function startKarya(kind, o) {
       KARYA_SCHEDULER_CONFIG_PATH: sched,
       KARYA_EXECUTOR_CONFIG_PATH: exec,
     };
-    const child = new Child(`karya-${kind}-${role}`, main, env, o.dir, o.root);
+    const child = new Child(`karya-${kind}-${role}`, main, env, o.dir, o.root, o.nodeArgs);
     procs.push({ role, child, port });
     return { child, port };
   };

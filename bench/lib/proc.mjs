@@ -33,12 +33,13 @@ export class Child {
    * @param {Record<string, string>} env extra environment
    * @param {string} logDir where stdout+stderr go (`<name>.log`)
    * @param {string} cwd
+   * @param {string[]} [nodeArgs] options for node itself (e.g. --cpu-prof, which NODE_OPTIONS refuses)
    */
-  constructor(name, script, env, logDir, cwd) {
+  constructor(name, script, env, logDir, cwd, nodeArgs = []) {
     this.name = name;
     this.logFile = join(logDir, `${name}.log`);
     const log = createWriteStream(this.logFile);
-    this.proc = spawn(process.execPath, [script], { cwd, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(process.execPath, [...nodeArgs, script], { cwd, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     this.stdout = '';
     this.proc.stdout.on('data', (d) => {
       if (this.stdout.length < 4096) this.stdout += d.toString();

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
+import { Batcher } from '../../common/batcher';
 import { sqlRows } from '../../connectors/repo/sql';
 import { ErrorLogKind } from '../../connectors/repo/entities/error-log.entity';
 import { JsonObject, PlanStatus } from '../../connectors/repo/entities/plan.entity';
@@ -19,50 +20,58 @@ export interface StartedTask {
  * Every write is conditional on the task still being PROCESSING under the message's dispatch_seq, so a
  * stale or duplicate message changes nothing and a CANCELLED task is never overwritten.
  */
+/** PostgreSQL's SQLSTATE for a deadlock; the statement can simply run again. */
+const DEADLOCK_DETECTED = '40P01';
+
 const FENCE = `t.id = $1 AND t.partition_key = $2 AND t.dispatch_seq = $3 AND t.status = '${TaskStatus.Processing}'`;
+
+/** Items per batched statement, and batches of one kind running at once (each holds a pool connection). */
+const BATCH = { maxBatch: 500, maxInFlight: 4 };
+/** A deadlock between a batch and a concurrent cancel is retried this often before the batch fails. */
+const DEADLOCK_RETRIES = 3;
+
+interface StartItem {
+  m: ExecutorMessage;
+  leaseUntil: Date;
+}
+interface SuccessItem {
+  m: ExecutorMessage;
+  at: Date;
+  completesPlan: boolean;
+}
 
 @Injectable()
 export class TaskResultsRepository {
+  private readonly starts = new Batcher<StartItem, StartedTask | null>((items) => this.retryDeadlock(() => this.startBatch(items)), BATCH);
+  private readonly successes = new Batcher<SuccessItem, { recorded: boolean; completed: boolean }>(
+    (items) => this.retryDeadlock(() => this.successBatch(items)),
+    BATCH,
+  );
+
   constructor(private readonly ds: DataSource) {}
 
   /**
    * Takes the task for this message: extends its lease for the run and returns the plan's state, or null
    * when the message is stale. The plan row is read FOR SHARE, so a cancel in progress finishes first:
-   * once a cancel has returned, no execution starts.
+   * once a cancel has returned, no execution starts. Messages arriving together share one statement.
    */
-  async start(m: ExecutorMessage, leaseUntil: Date): Promise<StartedTask | null> {
-    const rows = await sqlRows<{ status: PlanStatus; type: JsonObject; hook: JsonObject[]; due: Date }>(
-      this.ds,
-      `WITH p AS (SELECT status, type, hook FROM plans WHERE id = $5 FOR SHARE)
-       UPDATE tasks t SET lease_until = $4 FROM p WHERE ${FENCE}
-       RETURNING p.status, p.type, p.hook, t.next_execution_at AS due`,
-      [m.taskId, m.partitionKey, m.dispatchSeq, leaseUntil, m.planId],
-    );
-    const row = rows[0];
-    return row ? { planStatus: row.status, planType: row.type, hooks: row.hook, dueAt: row.due.getTime() } : null;
+  start(m: ExecutorMessage, leaseUntil: Date): Promise<StartedTask | null> {
+    return this.starts.add({ m, leaseUntil });
+  }
+
+  /**
+   * SUCCESS (also FAILURE → SUCCESS after a retry), and the plan COMPLETED when this was its last run.
+   * Says whether the result was recorded and whether this call completed the plan (ON_COMPLETION fires then).
+   * Results arriving together share one statement (one commit).
+   */
+  succeeded(m: ExecutorMessage, at: Date, completesPlan: boolean): Promise<{ recorded: boolean; completed: boolean }> {
+    return this.successes.add({ m, at, completesPlan });
   }
 
   async cancelled(m: ExecutorMessage): Promise<void> {
     await this.ds.query(`UPDATE tasks t SET status = $4, lease_until = NULL WHERE ${FENCE}`, [
       m.taskId, m.partitionKey, m.dispatchSeq, TaskStatus.Cancelled,
     ]);
-  }
-
-  /**
-   * SUCCESS (also FAILURE → SUCCESS after a retry), and the plan COMPLETED when this was its last run.
-   * Says whether the result was recorded and whether this call completed the plan (ON_COMPLETION fires then).
-   */
-  async succeeded(m: ExecutorMessage, at: Date, completesPlan: boolean): Promise<{ recorded: boolean; completed: boolean }> {
-    return this.ds.transaction(async (tx) => {
-      const done = await sqlRows(
-        tx,
-        `UPDATE tasks t SET status = $4, executed_at = $5, lease_until = NULL WHERE ${FENCE} RETURNING t.id`,
-        [m.taskId, m.partitionKey, m.dispatchSeq, TaskStatus.Success, at],
-      );
-      const recorded = done.length > 0;
-      const completed = recorded && completesPlan && (await this.complete(tx, m.planId, at));
-      return { recorded, completed };
-    });
   }
 
   /**
@@ -85,6 +94,81 @@ export class TaskResultsRepository {
     });
   }
 
+  /**
+   * One statement for many starts. Plans are locked in id order, so two batches (or a batch and a cancel
+   * cascade) lock them in the same order. A message delivered twice in one batch runs once: the second
+   * copy is answered as stale.
+   */
+  private async startBatch(items: StartItem[]): Promise<(StartedTask | null)[]> {
+    const rows = await sqlRows<{ id: string; seq: number; status: PlanStatus; type: JsonObject; hook: JsonObject[]; due: Date }>(
+      this.ds,
+      `WITH v AS (
+         SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::timestamptz[], $5::uuid[]) AS v(id, key, seq, lease, plan_id)
+       ), p AS (
+         SELECT id, status, type, hook FROM plans WHERE id IN (SELECT plan_id FROM v) ORDER BY id FOR SHARE
+       )
+       UPDATE tasks t SET lease_until = v.lease FROM v, p
+       WHERE t.id = v.id AND t.partition_key = v.key AND t.dispatch_seq = v.seq AND t.status = '${TaskStatus.Processing}'
+         AND p.id = v.plan_id AND t.plan_id = p.id
+       RETURNING t.id, t.dispatch_seq AS seq, p.status, p.type, p.hook, t.next_execution_at AS due`,
+      [
+        items.map((i) => i.m.taskId), items.map((i) => i.m.partitionKey), items.map((i) => i.m.dispatchSeq),
+        items.map((i) => i.leaseUntil), items.map((i) => i.m.planId),
+      ],
+    );
+    const found = new Map(rows.map((r) => [`${r.id}/${r.seq}`, r]));
+    return items.map(({ m }) => {
+      const key = `${m.taskId}/${m.dispatchSeq}`;
+      const row = found.get(key);
+      found.delete(key); // a second copy of the same dispatch is stale
+      return row ? { planStatus: row.status, planType: row.type, hooks: row.hook, dueAt: row.due.getTime() } : null;
+    });
+  }
+
+  /** One statement for many successes: the tasks, and the plans whose last run they were. */
+  private async successBatch(items: SuccessItem[]): Promise<{ recorded: boolean; completed: boolean }[]> {
+    const rows = await sqlRows<{ id: string; seq: number; completed: boolean }>(
+      this.ds,
+      `WITH v AS (
+         SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::timestamptz[], $5::bool[]) AS v(id, key, seq, at, completes)
+       ), done AS (
+         UPDATE tasks t SET status = '${TaskStatus.Success}', executed_at = v.at, lease_until = NULL FROM v
+         WHERE t.id = v.id AND t.partition_key = v.key AND t.dispatch_seq = v.seq AND t.status = '${TaskStatus.Processing}'
+         RETURNING t.id, t.dispatch_seq AS seq, t.plan_id, v.completes, v.at
+       ), completed AS (
+         UPDATE plans p SET status = '${PlanStatus.Completed}', updated_at = d.at FROM done d
+         WHERE d.completes AND p.id = d.plan_id AND p.status IN ('${PlanStatus.Created}', '${PlanStatus.Running}')
+         RETURNING p.id
+       )
+       SELECT d.id, d.seq, d.completes AND EXISTS (SELECT 1 FROM completed c WHERE c.id = d.plan_id) AS completed FROM done d`,
+      [
+        items.map((i) => i.m.taskId), items.map((i) => i.m.partitionKey), items.map((i) => i.m.dispatchSeq),
+        items.map((i) => i.at), items.map((i) => i.completesPlan),
+      ],
+    );
+    const found = new Map(rows.map((r) => [`${r.id}/${r.seq}`, r]));
+    const completedPlans = new Set<string>();
+    return items.map(({ m }) => {
+      const key = `${m.taskId}/${m.dispatchSeq}`;
+      const row = found.get(key);
+      found.delete(key);
+      // ON_COMPLETION fires once per plan, even if two of its runs were (wrongly) both marked last.
+      const completed = row !== undefined && row.completed && !completedPlans.has(m.planId);
+      if (completed) completedPlans.add(m.planId);
+      return { recorded: row !== undefined, completed };
+    });
+  }
+
+  private async retryDeadlock<T>(work: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await work();
+      } catch (e) {
+        if (attempt > DEADLOCK_RETRIES || sqlState(e) !== DEADLOCK_DETECTED) throw e;
+      }
+    }
+  }
+
   /** Completion never overwrites CANCELLED (the original let a late result flip it). */
   private async complete(tx: EntityManager, planId: string, at: Date): Promise<boolean> {
     const rows = await sqlRows(tx, `UPDATE plans SET status = $2, updated_at = $3 WHERE id = $1 AND status IN ($4, $5) RETURNING id`, [
@@ -92,4 +176,10 @@ export class TaskResultsRepository {
     ]);
     return rows.length > 0;
   }
+}
+
+/** The SQLSTATE of a failed query, whether TypeORM wrapped the driver's error or not. */
+function sqlState(e: unknown): unknown {
+  const err = e as { code?: unknown; driverError?: { code?: unknown } } | null;
+  return err?.code ?? err?.driverError?.code;
 }

@@ -1,5 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
+import { Batcher, ItemFailure } from '../../common/batcher';
+import { sqlRows } from '../../connectors/repo/sql';
 import { ErrorLogEntity } from '../../connectors/repo/entities/error-log.entity';
 import { PlanEntity, PlanStatus } from '../../connectors/repo/entities/plan.entity';
 import { TaskEntity, TaskStatus } from '../../connectors/repo/entities/task.entity';
@@ -27,34 +29,71 @@ const DESCENDANTS = `
 /** Narrow, intention-named queries for the plans API. Methods taking a manager run inside its transaction. */
 @Injectable()
 export class PlansRepository {
+  /** Submissions stored together; a few batches at once, so a slow commit does not stall the rest. */
+  private readonly inserts = new Batcher<{ plan: PlanEntity; task: TaskEntity }, boolean>((items) => this.insertBatch(items), {
+    maxBatch: 500,
+    maxInFlight: 4,
+  });
+
   constructor(private readonly ds: DataSource) {}
 
   transaction<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
     return this.ds.transaction(fn);
   }
 
-  async userExists(m: EntityManager, userId: string): Promise<boolean> {
-    return (await m.count(UserEntity, { where: { id: userId } })) > 0;
+  /**
+   * Stores a plan with its first task, if its user exists; false when the user does not. Submissions that
+   * arrive together are stored by one statement (one commit): see insertBatch.
+   */
+  insertPlanWithTask(plan: PlanEntity, task: TaskEntity): Promise<boolean> {
+    return this.inserts.add({ plan, task });
   }
 
-  async insertPlanWithTask(m: EntityManager, plan: PlanEntity, task: TaskEntity): Promise<void> {
-    // Plain SQL: TypeORM's insert() typing recurses without end into the jsonb columns' recursive type.
-    await m.query(
-      `INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, hook,
-                          parent_plan_id, created_at, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-      [
-        plan.id, plan.userId, plan.description, plan.periodTime, JSON.stringify(plan.type), plan.status,
-        plan.maxFailureRetry, JSON.stringify(plan.action), JSON.stringify(plan.hook), plan.parentPlanId,
-        plan.createdAt, plan.updatedAt,
-      ],
-    );
-    await m.query(
-      `INSERT INTO tasks (id, partition_key, plan_id, status, attempt, created_at, executed_at, next_execution_at, lease_until)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-      [task.id, task.partitionKey, task.planId, task.status, task.attempt, task.createdAt, task.executedAt,
-        task.nextExecutionAt, task.leaseUntil],
-    );
+  /**
+   * Plans and their first tasks, each pair only when its user exists, in one statement: rows travel as one
+   * JSON document, so a batch costs one round trip whatever its size. Should the batch fail as a whole
+   * (it should not: every value was validated), each submission is retried alone, so one bad row cannot
+   * fail the requests it happened to share a batch with.
+   */
+  private async insertBatch(items: { plan: PlanEntity; task: TaskEntity }[]): Promise<(boolean | ItemFailure)[]> {
+    const run = async (batch: typeof items): Promise<boolean[]> => {
+      const rows = batch.map(({ plan, task }) => ({
+        id: plan.id, user_id: plan.userId, description: plan.description, period_time: plan.periodTime, type: plan.type,
+        status: plan.status, max_failure_retry: plan.maxFailureRetry, action: plan.action, hook: plan.hook,
+        parent_plan_id: plan.parentPlanId, created_at: plan.createdAt, updated_at: plan.updatedAt,
+        task_id: task.id, partition_key: task.partitionKey, task_status: task.status, next_execution_at: task.nextExecutionAt,
+      }));
+      const stored = await sqlRows<{ id: string }>(
+        this.ds,
+        `WITH v AS (
+           SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(
+             id uuid, user_id uuid, description text, period_time text, type jsonb, status text, max_failure_retry int,
+             action jsonb, hook jsonb, parent_plan_id uuid, created_at timestamptz, updated_at timestamptz,
+             task_id uuid, partition_key int, task_status text, next_execution_at timestamptz)
+         ), ok AS (
+           SELECT * FROM v WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = v.user_id)
+         ), p AS (
+           INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, hook,
+                              parent_plan_id, created_at, updated_at)
+           SELECT id, user_id, description, period_time, type, status, max_failure_retry, action, hook,
+                  parent_plan_id, created_at, updated_at FROM ok
+           RETURNING id
+         ), t AS (
+           INSERT INTO tasks (id, partition_key, plan_id, status, attempt, created_at, next_execution_at)
+           SELECT task_id, partition_key, id, task_status, 0, created_at, next_execution_at FROM ok
+         )
+         SELECT id FROM p`,
+        [JSON.stringify(rows)],
+      );
+      const ids = new Set(stored.map((r) => r.id));
+      return batch.map(({ plan }) => ids.has(plan.id));
+    };
+    try {
+      return await run(items);
+    } catch (e) {
+      if (items.length === 1) throw e;
+      return Promise.all(items.map((item) => run([item]).then(([stored]) => stored, (err: unknown) => Batcher.fail(err))));
+    }
   }
 
   findPlan(id: string): Promise<PlanEntity | null> {

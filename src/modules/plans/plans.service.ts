@@ -73,10 +73,7 @@ export class PlansService {
       nextExecutionAt: new Date(now.getTime() + parsePeriod(req.period_time)),
       leaseUntil: null,
     };
-    await this.plans.transaction(async (m) => {
-      if (!(await this.plans.userExists(m, req.user_id))) throw new NotFoundException(`User (${req.user_id}) not found`);
-      await this.plans.insertPlanWithTask(m, plan, task);
-    });
+    if (!(await this.plans.insertPlanWithTask(plan, task))) throw new NotFoundException(`User (${req.user_id}) not found`);
     return plan;
   }
 

@@ -1,0 +1,96 @@
+// Drain probe (a developer's tool, not the benchmark): starts a Karya deployment, stores N OneTime plans
+// due at one instant directly with SQL (no API submission, so it starts in seconds), and reports the drain
+// rate, the lateness and what PostgreSQL's connections were doing while it drained.
+//
+//   node bench/probe.mjs [--kind split|all] [--n 20000] [--lead ms] [--cpu-prof] [--keep-db]
+//
+// --cpu-prof writes V8 CPU profiles of every Karya process into the printed directory.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { cpuDelta, cpuSnapshot, formatCpu } from './lib/cpu.mjs';
+import { createUser, planBody, purgeKaryaQueues, startKarya, TUNING } from './lib/karya.mjs';
+import { Child, childNames, killAll, sleep } from './lib/proc.mjs';
+import { log, SinkClient, summarise } from './lib/util.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { values: args } = parseArgs({
+  options: {
+    kind: { type: 'string', default: 'split' },
+    n: { type: 'string', default: '20000' },
+    'cpu-prof': { type: 'boolean', default: false },
+    lead: { type: 'string', default: '5000' },
+    'keep-db': { type: 'boolean', default: false },
+  },
+});
+const N = Number(args.n);
+const ADMIN = process.env.KARYA_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const SERVICES = {
+  redis: { host: '127.0.0.1', port: 6379 },
+  rabbit: { host: '127.0.0.1', port: 5672, user: 'guest', password: 'guest' },
+};
+const DIR = mkdtempSync(join(tmpdir(), 'karya-probe-'));
+const dbName = `karya_probe_${process.pid}`;
+const admin = new pg.Client({ connectionString: ADMIN });
+await admin.connect();
+await admin.query(`CREATE DATABASE ${dbName}`);
+const url = new URL(ADMIN);
+url.pathname = `/${dbName}`;
+let dep;
+try {
+  const sinkChild = new Child('sink', join(ROOT, 'bench/sink.mjs'), {}, DIR, ROOT);
+  const sinkPort = Number((await sinkChild.waitForStdout(/SINK_PORT=(\d+)/))[1]);
+  const sink = new SinkClient(sinkPort);
+  await purgeKaryaQueues('amqp://guest:guest@127.0.0.1:5672');
+  const nodeArgs = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${DIR}`] : [];
+  dep = await startKarya(args.kind, { root: ROOT, dir: DIR, pgUrl: url.toString(), services: SERVICES, nodeArgs });
+  const userId = await createUser(dep.serverPort, 'probe');
+  const run = `probe-${process.pid}`;
+  const T = Date.now() + Number(args.lead);
+  const body = JSON.parse(planBody(userId, 'probe', 0, `127.0.0.1:${sinkPort}/r/${run}`, T));
+  const db = new pg.Client({ connectionString: url.toString() });
+  await db.connect();
+  await db.query(
+    `WITH ids AS (SELECT gen_random_uuid() AS plan_id, gen_random_uuid() AS task_id, g FROM generate_series(1, $1::int) g),
+     p AS (INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, hook, parent_plan_id, created_at, updated_at)
+           SELECT plan_id, $2, 'probe', 'PT1S', $3::jsonb, 'CREATED', 0, $4::jsonb, '[]'::jsonb, NULL, now(), now() FROM ids)
+     INSERT INTO tasks (id, partition_key, plan_id, status, attempt, created_at, next_execution_at)
+     SELECT task_id, 1 + (g % $5::int), plan_id, 'CREATED', 0, now(), to_timestamp($6::float8 / 1000) FROM ids`,
+    [N, userId, JSON.stringify(body.plan_type), JSON.stringify(body.action), TUNING.partitions, T],
+  );
+  await db.query('ANALYZE tasks');
+  log(`stored ${N} plans due at T; waiting`);
+  while (Date.now() < T) await sleep(20);
+  const cpu0 = cpuSnapshot(childNames());
+  let cpu1 = cpu0;
+  const states = {};
+  const sampler = setInterval(() => {
+    void db.query(
+      `SELECT application_name, state, wait_event_type, wait_event, left(query, 60) AS q FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
+      [dbName],
+    ).then(({ rows }) => {
+      for (const r of rows) {
+        const k = `${r.state}|${r.wait_event_type ?? ''}:${r.wait_event ?? ''}|${r.q.replace(/\s+/g, ' ')}`;
+        states[k] = (states[k] ?? 0) + 1;
+      }
+    }, () => undefined);
+  }, 250);
+  const rec = await sink.waitFor(run, N, { label: 'probe', timeoutMs: 600_000, notBefore: T + 3000, idleMs: 10_000, onEnd: () => (cpu1 = cpuSnapshot(childNames())) });
+  clearInterval(sampler);
+  const r = summarise(rec, N, { start: T });
+  log(`${r.distinct}/${N} in ${(r.spanMs / 1000).toFixed(2)} s → ${r.rate} tasks/s; lateness p50 ${r.lateness.p50} p90 ${r.lateness.p90} p99 ${r.lateness.p99} max ${r.lateness.max}; lost ${r.lost} dup ${r.duplicates}`);
+  log(`CPU: ${formatCpu(cpuDelta(cpu0, cpu1))}`);
+  log('pg_stat_activity samples (state | wait | query):');
+  for (const [k, v] of Object.entries(states).sort((a, b) => b[1] - a[1]).slice(0, 25)) log(`  ${v}\t${k}`);
+  await db.end();
+} finally {
+  if (dep) await dep.stop();
+  await killAll();
+  if (args['keep-db']) log(`database kept: ${dbName}`);
+  else await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+  await admin.end();
+  log(`logs${args['cpu-prof'] ? ' and profiles' : ''}: ${DIR}`);
+}
