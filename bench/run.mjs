@@ -74,9 +74,11 @@ if (args.backlog !== undefined) P.backlog = Number(args.backlog);
 /**
  * Connections used to submit the burst and steady plans. Fewer than the submission benchmark's 64: the
  * server stamps created_at when it handles a request, so queueing in the server would spread the due
- * times of a burst that should all fall at T (the spread is reported as dueSpreadMs).
+ * times of a burst that should all fall at T (the spread is reported as dueSpreadMs). 16 was too few once
+ * submissions were group-committed (the server then answers in a few ms, and 16 requests in flight left
+ * it half idle): 32 keeps the spread in milliseconds and the server busy.
  */
-const WORKLOAD_CONNECTIONS = 16;
+const WORKLOAD_CONNECTIONS = 32;
 
 const SERVICES = {
   pgAdmin: process.env.KARYA_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
@@ -147,8 +149,12 @@ async function machine() {
   };
 }
 
-/** Lead time before a workload falls due: long enough to submit `n` items at 75 % of `rate`, plus 3 s. */
-const leadMs = (n, rate) => Math.round((n / Math.max(100, 0.75 * rate)) * 1000 + 3000);
+/**
+ * Lead time before a workload falls due: long enough to submit `n` items at half of `rate` (the harness's
+ * own client, building every body, is slower than autocannon replaying one), plus 3 s. A submission that
+ * still overruns the due time is reported (`overran`): its tail then competes with the drain.
+ */
+const leadMs = (n, rate) => Math.round((n / Math.max(100, 0.5 * rate)) * 1000 + 3000);
 
 /** Sleeps until `at` (epoch ms), then returns a CPU snapshot. */
 async function untilThenSnapshot(at, label) {

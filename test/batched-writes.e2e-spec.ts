@@ -1,5 +1,6 @@
-// The hot-path writes that share one statement among concurrent callers (submissions, executor starts and
-// successes): each caller must still get exactly its own answer, on real PostgreSQL and on PGlite.
+// The hot-path writes that share one statement among concurrent callers (submissions, executor starts,
+// checks and successes): each caller must still get exactly its own answer, on real PostgreSQL and on
+// PGlite. Also the claim's lease, which lets an executor start a task with a read instead of a write.
 import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { RepoConfig } from '../src/config/karya-config';
@@ -8,7 +9,8 @@ import { PlanEntity, PlanStatus } from '../src/connectors/repo/entities/plan.ent
 import { TaskEntity, TaskStatus } from '../src/connectors/repo/entities/task.entity';
 import { TaskResultsRepository } from '../src/modules/executor/task-results.repository';
 import { PlansRepository } from '../src/modules/plans/plans.repository';
-import { EXECUTOR_MESSAGE_TYPE, ExecutorMessage } from '../src/pipeline/executor-message';
+import { EXECUTOR_MESSAGE_TYPE, ExecutorMessage, RUN_LEASE_MARGIN_MS, runLeaseMs } from '../src/pipeline/executor-message';
+import { TaskClaimsRepository } from '../src/modules/scheduler/task-claims.repository';
 import { createTestDatabase, TestDatabase } from './support/postgres';
 
 const PARTITIONS = 3;
@@ -105,6 +107,36 @@ describe.each(targets)('batched writes on $name', (target) => {
     expect(wrongSeq).toBeNull();
     const [row] = await ds.query(`SELECT lease_until FROM tasks WHERE id = $1`, [a.taskId]);
     expect(new Date(row.lease_until).getTime()).toBe(lease.getTime());
+  });
+
+  it('checks a dispatch like start() without writing the task: same answer, lease untouched, duplicate stale', async () => {
+    const a = await claimed('check a');
+    const [before] = await ds.query(`SELECT lease_until, xmin::text AS version FROM tasks WHERE id = $1`, [a.taskId]);
+    const [first, duplicate, wrongSeq] = await Promise.all([results.check(a), results.check({ ...a }), results.check({ ...a, dispatchSeq: 9 })]);
+    expect(first).toMatchObject({ planStatus: PlanStatus.Created, planType: { type: 'karya.core.entities.PlanType.OneTime' }, hooks: [] });
+    expect(first?.dueAt).toBe(a.toBeExecutedAt);
+    expect(duplicate).toBeNull();
+    expect(wrongSeq).toBeNull();
+    const [after] = await ds.query(`SELECT lease_until, xmin::text AS version FROM tasks WHERE id = $1`, [a.taskId]);
+    expect(after).toEqual(before); // not even a new row version
+  });
+
+  it('leases a claim for its run too: leaseTime + the action timeout + the run margin past its due time', async () => {
+    const { plan, task } = planPair(userId, 'claim lease');
+    plan.action = { type: 'x', timeout: 7000 };
+    task.nextExecutionAt = new Date(Date.now() - 1000); // due: the claim takes it
+    expect(await plans.insertPlanWithTask(plan, task)).toBe(true);
+    const claimed = await new TaskClaimsRepository(ds).claim('due', {
+      partitions: [task.partitionKey], horizon: Date.now(), limit: 1000, leaseTime: 20_000, totalPartitions: PARTITIONS,
+    });
+    const mine = claimed.find((c) => c.taskId === task.id);
+    const claimedAt = Date.now();
+    // Claimed late (due a second ago), so the lease counts from the claim, not from the due time.
+    expect(mine!.leaseUntil).toBeGreaterThanOrEqual(claimedAt - 1000 + 20_000 + 7000 + RUN_LEASE_MARGIN_MS);
+    expect(mine!.leaseUntil).toBeLessThanOrEqual(claimedAt + 20_000 + 7000 + RUN_LEASE_MARGIN_MS);
+    expect(runLeaseMs(plan.action)).toBe(7000 + RUN_LEASE_MARGIN_MS);
+    const [row] = await ds.query(`SELECT lease_until FROM tasks WHERE id = $1`, [task.id]);
+    expect(new Date(row.lease_until).getTime()).toBe(mine!.leaseUntil);
   });
 
   it('records concurrent successes, completing each plan whose last run it was, once', async () => {

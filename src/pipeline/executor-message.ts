@@ -18,7 +18,26 @@ export type ExecutorMessage = {
   maxFailureRetry: number;
   /** Epoch ms the attempt is due (the task's due time, or its retry time). */
   toBeExecutedAt: number;
+  /**
+   * Epoch ms until which the claim's lease already covers this dispatch, its run included (see
+   * RUN_LEASE_MARGIN_MS). An executor that starts before `leaseUntil − timeout − margin` needs no write to
+   * start the task. Absent in messages from older schedulers: the executor then extends the lease.
+   */
+  leaseUntil?: number;
 };
+
+/**
+ * Added to an action's own timeout for the lease that covers its run: the slack between the plugin's hard
+ * deadline and the commit of the result. A lease lapses (and the task is dispatched again) only when the
+ * result is this late, i.e. when the executor died or lost its database.
+ */
+export const RUN_LEASE_MARGIN_MS = 10_000;
+
+/** The run time a dispatch's lease must cover: the action's timeout (ms, when it has one) plus the margin. */
+export function runLeaseMs(action: JsonObject): number {
+  const timeout = typeof action.timeout === 'number' && action.timeout > 0 ? action.timeout : 0;
+  return timeout + RUN_LEASE_MARGIN_MS;
+}
 
 /** Narrows an untrusted queue payload; returns a reason when it is not an executor message. */
 export function parseExecutorMessage(raw: Record<string, unknown>): ExecutorMessage | string {
@@ -28,6 +47,7 @@ export function parseExecutorMessage(raw: Record<string, unknown>): ExecutorMess
   const missing = ['planId', 'taskId'].filter((k) => !str(k))
     .concat(['partitionKey', 'attempt', 'dispatchSeq', 'maxFailureRetry', 'toBeExecutedAt'].filter((k) => !int(k)));
   if (typeof raw.action !== 'object' || raw.action === null || Array.isArray(raw.action)) missing.push('action');
+  if (raw.leaseUntil !== undefined && !int('leaseUntil')) missing.push('leaseUntil');
   if (missing.length > 0) return `malformed executor message: bad or missing ${missing.join(', ')}`;
   return raw as unknown as ExecutorMessage;
 }

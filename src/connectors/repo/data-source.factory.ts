@@ -7,9 +7,10 @@ import { DataSource, DataSourceOptions, MigrationInterface } from 'typeorm';
 import { RepoConfig } from '../../config/karya-config';
 import { KARYA_ENTITIES } from './entities/entities';
 import { initialSchemaMigration } from './migrations/initial-schema.migration';
+import { PlansFillfactor1764000000000 } from './migrations/plans-fillfactor.migration';
 
 export function karyaMigrations(partitions: number): (new () => MigrationInterface)[] {
-  return [initialSchemaMigration(partitions)];
+  return [initialSchemaMigration(partitions), PlansFillfactor1764000000000];
 }
 
 /** An arbitrary constant naming Karya's migration advisory lock, so concurrent starts migrate once. */

@@ -3,15 +3,12 @@ import { ExecutorConfig } from '../../config/karya-config';
 import { JsonObject, PlanStatus } from '../../connectors/repo/entities/plan.entity';
 import { TaskStatus } from '../../connectors/repo/entities/task.entity';
 import { KaryaMetrics } from '../../metrics/karya-metrics';
-import { ExecutorMessage, parseExecutorMessage } from '../../pipeline/executor-message';
+import { ExecutorMessage, parseExecutorMessage, runLeaseMs } from '../../pipeline/executor-message';
 import { backoffDelay, DeadLetter } from '../../pipeline/retry';
 import { PLAN_TYPE } from '../plans/dto/discriminators';
 import { ActionRegistry } from '../../actions/action-registry';
 import { HookPublisher } from '../hooks/hook-publisher';
 import { TaskResultsRepository } from './task-results.repository';
-
-/** Added to an action's own timeout for the lease an executor holds while running it. */
-const RUN_LEASE_MARGIN_MS = 30_000;
 
 
 @Injectable()
@@ -34,8 +31,12 @@ export class ExecutorService {
     }
     const received = Date.now();
     this.metrics.observePolledLatency((received - message.toBeExecutedAt) / 1000);
-    const timeout = typeof message.action.timeout === 'number' ? message.action.timeout : 0;
-    const started = await this.results.start(message, new Date(Date.now() + timeout + RUN_LEASE_MARGIN_MS));
+    // The claim normally leased the task for its run already; only a dispatch that waited longer than the
+    // scheduler's leaseTime (a deep queue) or came from an older scheduler must extend it first.
+    const leaseNeeded = Date.now() + runLeaseMs(message.action);
+    const started = (message.leaseUntil ?? 0) >= leaseNeeded
+      ? await this.results.check(message)
+      : await this.results.start(message, new Date(leaseNeeded));
     if (!started) return; // stale: re-dispatched, finished or cancelled meanwhile
     if (started.planStatus === PlanStatus.Cancelled || started.planStatus === PlanStatus.Completed) {
       await this.results.cancelled(message);

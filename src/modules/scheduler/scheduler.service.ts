@@ -199,5 +199,6 @@ function toMessage(t: ClaimedTask): ExecutorMessage {
     action: t.action,
     maxFailureRetry: t.maxFailureRetry,
     toBeExecutedAt: t.dueAt,
+    leaseUntil: t.leaseUntil,
   };
 }

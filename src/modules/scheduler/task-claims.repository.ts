@@ -6,6 +6,7 @@ import { JsonObject, PlanStatus } from '../../connectors/repo/entities/plan.enti
 import { TaskStatus } from '../../connectors/repo/entities/task.entity';
 import { PLAN_TYPE } from '../plans/dto/discriminators';
 import { parsePeriod } from '../plans/period';
+import { RUN_LEASE_MARGIN_MS } from '../../pipeline/executor-message';
 
 /** Why a task was claimed: a fresh occurrence, a retry after a failure, or a dispatch whose lease lapsed. */
 export type ClaimKind = 'due' | 'retry' | 'lease';
@@ -21,6 +22,8 @@ export interface ClaimedTask {
   dueAt: number;
   action: JsonObject;
   maxFailureRetry: number;
+  /** Until when this claim's lease runs (epoch ms), the run of the action included. */
+  leaseUntil: number;
 }
 
 interface ClaimedRow {
@@ -31,6 +34,7 @@ interface ClaimedRow {
   dispatch_seq: number;
   due_at: Date;
   next_created: boolean;
+  lease_until: Date;
 }
 
 interface PlanRow {
@@ -43,42 +47,56 @@ interface PlanRow {
 }
 
 /**
+ * A claim's lease (ms past its due time, or past now when it is claimed late): the scheduler's leaseTime to
+ * get it published and picked up, plus the run itself, i.e. the action's timeout and RUN_LEASE_MARGIN_MS
+ * ($6), the same as runLeaseMs() computes. An executor that starts the task within leaseTime then has all
+ * the lease it needs and starts it without writing (TaskResultsRepository.check).
+ */
+const LEASE_MS = `($5::float8 + $6::float8 + CASE WHEN jsonb_typeof(p.action->'timeout') = 'number'
+  THEN GREATEST((p.action->>'timeout')::float8, 0) ELSE 0 END)`;
+
+/**
  * Each claim is one statement: pick rows with FOR UPDATE SKIP LOCKED and flip them in the same UPDATE, so
  * concurrent schedulers (even on overlapping partitions) never claim the same row (the original's
  * read-then-update could). Every claim bumps dispatch_seq, the fencing token the executor checks.
+ * The outer UPDATE repeats the partition filter so that it prunes to this loop's partitions: without it,
+ * on stale statistics, the planner hash-joined the picked rows against every partition of tasks.
  */
 const CLAIM: Record<ClaimKind, string> = {
   due: `
     WITH picked AS (
-      SELECT id, partition_key, next_execution_at AS due FROM tasks
+      SELECT id, partition_key, plan_id, next_execution_at AS due FROM tasks
       WHERE partition_key = ANY($1::int[]) AND status = '${TaskStatus.Created}' AND next_execution_at <= $2
       ORDER BY next_execution_at LIMIT $3 FOR UPDATE SKIP LOCKED
     )
     UPDATE tasks t SET status = '${TaskStatus.Processing}', attempt = t.attempt + 1, dispatch_seq = t.dispatch_seq + 1,
-      lease_until = GREATEST(picked.due, $4::timestamptz) + $5 * interval '1 millisecond'
-    FROM picked WHERE t.id = picked.id AND t.partition_key = picked.partition_key
-    RETURNING t.id, t.partition_key, t.plan_id, t.attempt, t.dispatch_seq, picked.due AS due_at, t.next_created`,
+      lease_until = GREATEST(picked.due, $4::timestamptz) + ${LEASE_MS} * interval '1 millisecond'
+    FROM picked LEFT JOIN plans p ON p.id = picked.plan_id
+    WHERE t.id = picked.id AND t.partition_key = picked.partition_key AND t.partition_key = ANY($1::int[])
+    RETURNING t.id, t.partition_key, t.plan_id, t.attempt, t.dispatch_seq, picked.due AS due_at, t.next_created, t.lease_until`,
   retry: `
     WITH picked AS (
-      SELECT id, partition_key, retry_at AS due FROM tasks
+      SELECT id, partition_key, plan_id, retry_at AS due FROM tasks
       WHERE partition_key = ANY($1::int[]) AND status = '${TaskStatus.Failure}' AND retry_at IS NOT NULL AND retry_at <= $2
       ORDER BY retry_at LIMIT $3 FOR UPDATE SKIP LOCKED
     )
     UPDATE tasks t SET status = '${TaskStatus.Processing}', attempt = t.attempt + 1, dispatch_seq = t.dispatch_seq + 1,
-      retry_at = NULL, lease_until = GREATEST(picked.due, $4::timestamptz) + $5 * interval '1 millisecond'
-    FROM picked WHERE t.id = picked.id AND t.partition_key = picked.partition_key
-    RETURNING t.id, t.partition_key, t.plan_id, t.attempt, t.dispatch_seq, picked.due AS due_at, t.next_created`,
+      retry_at = NULL, lease_until = GREATEST(picked.due, $4::timestamptz) + ${LEASE_MS} * interval '1 millisecond'
+    FROM picked LEFT JOIN plans p ON p.id = picked.plan_id
+    WHERE t.id = picked.id AND t.partition_key = picked.partition_key AND t.partition_key = ANY($1::int[])
+    RETURNING t.id, t.partition_key, t.plan_id, t.attempt, t.dispatch_seq, picked.due AS due_at, t.next_created, t.lease_until`,
   // A lapsed lease means the scheduler or executor holding the task died: dispatch it again now.
   lease: `
     WITH picked AS (
-      SELECT id, partition_key FROM tasks
+      SELECT id, partition_key, plan_id FROM tasks
       WHERE partition_key = ANY($1::int[]) AND status = '${TaskStatus.Processing}' AND lease_until < $4
       ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED
     )
-    UPDATE tasks t SET dispatch_seq = t.dispatch_seq + 1, lease_until = $4::timestamptz + $5 * interval '1 millisecond'
+    UPDATE tasks t SET dispatch_seq = t.dispatch_seq + 1, lease_until = $4::timestamptz + ${LEASE_MS} * interval '1 millisecond'
     -- ($2, the horizon, is unused here; referenced only so all three statements take the same parameters.)
-    FROM picked WHERE t.id = picked.id AND t.partition_key = picked.partition_key AND $2::timestamptz IS NOT NULL
-    RETURNING t.id, t.partition_key, t.plan_id, t.attempt, t.dispatch_seq, $4::timestamptz AS due_at, t.next_created`,
+    FROM picked LEFT JOIN plans p ON p.id = picked.plan_id
+    WHERE t.id = picked.id AND t.partition_key = picked.partition_key AND t.partition_key = ANY($1::int[]) AND $2::timestamptz IS NOT NULL
+    RETURNING t.id, t.partition_key, t.plan_id, t.attempt, t.dispatch_seq, $4::timestamptz AS due_at, t.next_created, t.lease_until`,
 };
 
 export interface ClaimOptions {
@@ -103,7 +121,9 @@ export class TaskClaimsRepository {
   claim(kind: ClaimKind, o: ClaimOptions): Promise<ClaimedTask[]> {
     return this.ds.transaction(async (m) => {
       const now = Date.now();
-      const rows = await sqlRows<ClaimedRow>(m, CLAIM[kind], [o.partitions, new Date(o.horizon), o.limit, new Date(now), o.leaseTime]);
+      const rows = await sqlRows<ClaimedRow>(m, CLAIM[kind], [
+        o.partitions, new Date(o.horizon), o.limit, new Date(now), o.leaseTime, RUN_LEASE_MARGIN_MS,
+      ]);
       if (rows.length === 0) return [];
       const plans = await this.plansOf(m, [...new Set(rows.map((r) => r.plan_id))]);
 
@@ -133,6 +153,7 @@ export class TaskClaimsRepository {
           dueAt: r.due_at.getTime(),
           action: plan.action,
           maxFailureRetry: plan.max_failure_retry,
+          leaseUntil: r.lease_until.getTime(),
         };
       });
     });
