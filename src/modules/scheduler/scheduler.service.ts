@@ -17,7 +17,8 @@ const PUBLISH_RETRY_MS = 500;
  * - `fetcher.pollFrequency`: the pause of an idle loop; tasks due within the next 2 × pollFrequency are
  *   claimed ahead and published from a timer at their due time, so lateness is milliseconds, not a poll;
  * - `fetcher.executionBuffer`: lateness (ms) above which a dispatch is logged as late — never a reason to skip;
- * - `leaseTime`: how long past its due time a claim stays valid before another scheduler dispatches it again.
+ * - `leaseTime`: how long past its due time a claim may wait for an executor before another scheduler
+ *   dispatches it again (the claim adds the run: the action's timeout plus RUN_LEASE_MARGIN_MS).
  */
 @Injectable()
 export class SchedulerService implements OnApplicationBootstrap, BeforeApplicationShutdown {
