@@ -4,6 +4,10 @@ import { DataSource } from 'typeorm';
 import { createApp } from '../src/app.factory';
 import { loadConfig } from '../src/config/config.loader';
 import { Delivery, QueueName, TaskQueue } from '../src/connectors/queue/queue.port';
+import { sqlRows } from '../src/connectors/repo/sql';
+import {
+  EXECUTOR_BATCH_TYPE, EXECUTOR_MESSAGE_TYPE, ExecutorMessage, executorMessages, MAX_TASKS_PER_MESSAGE,
+} from '../src/pipeline/executor-message';
 import { HttpSink, waitFor } from './support/http-sink';
 import { stacks } from './support/stacks';
 import { TempDir } from './support/temp-files';
@@ -181,6 +185,51 @@ describe.each(stacks())('pipeline, all roles in one process on $name', (target) 
     expect(dl).toHaveLength(1);
     expect(dl[0].deadLetterReason).toBe('malformed executor message: bad or missing planId, partitionKey, attempt, dispatchSeq, maxFailureRetry, toBeExecutedAt, action');
     expect(dl[0].originalQueue).toBe(QueueName.Executor);
+  });
+
+  it('runs every task of a batch message, dead-letters only its bad entries, one by one, with their reasons', async () => {
+    // Two real plans, claimed by hand (PROCESSING under dispatch_seq 1) so that only this batch runs them.
+    const plans = [await submit({ period_time: 'P1D', plan_type: { type: T.OneTime }, action: { type: T.Rest, base_url: `${sink.baseUrl}/batch`, method: 'POST' } }),
+      await submit({ period_time: 'P1D', plan_type: { type: T.OneTime }, action: { type: T.Rest, base_url: `${sink.baseUrl}/batch`, method: 'POST' } })];
+    const tasks = await sqlRows<{ id: string; partition_key: number; plan_id: string; next_execution_at: Date }>(
+      ds,
+      `UPDATE tasks SET status = 'PROCESSING', attempt = 1, dispatch_seq = 1 WHERE plan_id = ANY($1::uuid[])
+       RETURNING id, partition_key, plan_id, next_execution_at`,
+      [plans.map((p: { id: string }) => p.id)],
+    );
+    const action = { type: T.Rest, base_url: `${sink.baseUrl}/batch`, method: 'POST', protocol: 'HTTP', headers: {}, timeout: 2000 };
+    const good = tasks.map((t) => ({
+      type: EXECUTOR_MESSAGE_TYPE, planId: t.plan_id, taskId: t.id, partitionKey: t.partition_key, attempt: 1, dispatchSeq: 1,
+      action, maxFailureRetry: 0, toBeExecutedAt: new Date(t.next_execution_at).getTime(), leaseUntil: Date.now() + 600_000,
+    }));
+    const marker = `batch-bad-${Date.now()}`;
+    const stale = { ...good[0], taskId: '00000000-0000-4000-8000-000000000000' }; // no such task: acknowledged, nothing runs
+    await app.get(TaskQueue).publish(QueueName.Executor, {
+      type: EXECUTOR_BATCH_TYPE,
+      tasks: [good[0], { type: EXECUTOR_MESSAGE_TYPE, taskId: marker }, stale, good[1], 'not an object'],
+    });
+    for (const t of tasks) await waitFor(async () => (await summary(t.plan_id)).plan.status === 'COMPLETED', 10_000, 'batched task ran');
+    expect(sink.hits.filter((h) => tasks.some((t) => t.id === h.taskId))).toHaveLength(2);
+    await waitFor(() => deadLetters.some((d) => d.message.taskId === marker), 5000, 'dead letter of the bad entry');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(deadLetters.filter((d) => d.message.taskId === marker).map((d) => d.deadLetterReason)).toEqual([
+      'malformed executor message: bad or missing planId, partitionKey, attempt, dispatchSeq, maxFailureRetry, toBeExecutedAt, action',
+    ]);
+    expect(deadLetters.filter((d) => d.message.entry === 'not an object').map((d) => d.deadLetterReason)).toEqual([
+      'not an executor message (type undefined)',
+    ]);
+    // Neither the batch itself nor its good or stale entries were dead-lettered.
+    expect(deadLetters.filter((d) => d.message.type === EXECUTOR_BATCH_TYPE || good.concat(stale).some((g) => g.taskId === d.message.taskId))).toEqual([]);
+  });
+
+  it('sends tasks due at the same instant as batch messages, and a lone task as a plain message', () => {
+    const task = (i: number) => ({ type: EXECUTOR_MESSAGE_TYPE, taskId: `t${i}` }) as unknown as ExecutorMessage;
+    const many = Array.from({ length: MAX_TASKS_PER_MESSAGE + 1 }, (_, i) => task(i));
+    const messages = executorMessages(many);
+    expect(messages).toHaveLength(2);
+    expect(messages[0]).toEqual({ type: EXECUTOR_BATCH_TYPE, tasks: many.slice(0, MAX_TASKS_PER_MESSAGE) });
+    expect(messages[1]).toBe(many[MAX_TASKS_PER_MESSAGE]);
+    expect(executorMessages([task(7)])).toEqual([task(7)]);
   });
 
   it('serves /metrics with the pipeline counters', async () => {

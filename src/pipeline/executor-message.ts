@@ -39,6 +39,39 @@ export function runLeaseMs(action: JsonObject): number {
   return timeout + RUN_LEASE_MARGIN_MS;
 }
 
+/**
+ * Several tasks due at the same instant travel in one queue message: one confirmed publish, one delivery
+ * and one acknowledgement for up to MAX_TASKS_PER_MESSAGE tasks, instead of one each. Measured on a
+ * 2-core machine, a persistent confirmed message cost RabbitMQ ≈ 0.12 ms of CPU, the same again in the
+ * scheduler and the executor: a third of a task's whole cost in a burst. Each task is still fenced,
+ * checked, run, recorded and (when it must be) dead-lettered on its own; a single task still travels as a
+ * plain ExecutorMessage, so executors of every version read what a scheduler sends one task at a time.
+ */
+export const EXECUTOR_BATCH_TYPE = 'karya.executor.ExecutorBatch';
+export const MAX_TASKS_PER_MESSAGE = 50;
+
+export type ExecutorBatch = { type: typeof EXECUTOR_BATCH_TYPE; tasks: ExecutorMessage[] };
+
+/** The queue messages that carry `tasks`: batches of at most MAX_TASKS_PER_MESSAGE, a lone task as itself. */
+export function executorMessages(tasks: ExecutorMessage[]): (ExecutorMessage | ExecutorBatch)[] {
+  const out: (ExecutorMessage | ExecutorBatch)[] = [];
+  for (let i = 0; i < tasks.length; i += MAX_TASKS_PER_MESSAGE) {
+    const chunk = tasks.slice(i, i + MAX_TASKS_PER_MESSAGE);
+    out.push(chunk.length === 1 ? chunk[0] : { type: EXECUTOR_BATCH_TYPE, tasks: chunk });
+  }
+  return out;
+}
+
+/**
+ * The entries of a batch message (each still untrusted: parse them one by one), null when `raw` is not a
+ * batch, or a reason when it claims to be one but carries no list of tasks.
+ */
+export function batchEntries(raw: Record<string, unknown>): Record<string, unknown>[] | null | string {
+  if (raw.type !== EXECUTOR_BATCH_TYPE) return null;
+  if (!Array.isArray(raw.tasks)) return 'malformed executor batch: tasks is not a list';
+  return raw.tasks.map((t: unknown) => (typeof t === 'object' && t !== null && !Array.isArray(t) ? (t as Record<string, unknown>) : { entry: t }));
+}
+
 /** Narrows an untrusted queue payload; returns a reason when it is not an executor message. */
 export function parseExecutorMessage(raw: Record<string, unknown>): ExecutorMessage | string {
   const str = (k: string) => typeof raw[k] === 'string';

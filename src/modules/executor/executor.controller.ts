@@ -12,6 +12,6 @@ export class ExecutorController {
 
   @EventPattern(QueueName.Executor)
   handle(@Payload() message: Record<string, unknown>): Promise<void> {
-    return this.executor.handle(message);
+    return this.executor.handleDelivery(message);
   }
 }

@@ -3,7 +3,9 @@ import { ExecutorConfig } from '../../config/karya-config';
 import { JsonObject, PlanStatus } from '../../connectors/repo/entities/plan.entity';
 import { TaskStatus } from '../../connectors/repo/entities/task.entity';
 import { KaryaMetrics } from '../../metrics/karya-metrics';
-import { ExecutorMessage, parseExecutorMessage, runLeaseMs } from '../../pipeline/executor-message';
+import { batchEntries, ExecutorMessage, parseExecutorMessage, runLeaseMs } from '../../pipeline/executor-message';
+import { Limiter } from '../../common/limiter';
+import { QueueName, TaskQueue } from '../../connectors/queue/queue.port';
 import { backoffDelay, DeadLetter } from '../../pipeline/retry';
 import { PLAN_TYPE } from '../plans/dto/discriminators';
 import { ActionRegistry } from '../../actions/action-registry';
@@ -14,6 +16,7 @@ import { TaskResultsRepository } from './task-results.repository';
 @Injectable()
 export class ExecutorService {
   private readonly logger = new Logger('Executor');
+  private readonly slots: Limiter;
 
   constructor(
     private readonly results: TaskResultsRepository,
@@ -21,7 +24,33 @@ export class ExecutorService {
     private readonly config: ExecutorConfig,
     private readonly metrics: KaryaMetrics,
     private readonly hooks: HookPublisher,
-  ) {}
+    private readonly queue: TaskQueue,
+  ) {
+    this.slots = new Limiter(config.concurrency);
+  }
+
+  /**
+   * One delivery of the executor queue: a task, or a batch of tasks due at the same instant. The tasks of a
+   * batch run side by side; one that must be dead-lettered (poison, no plugin, retries exhausted, an
+   * unexpected error) is dead-lettered alone, as the task message it would have been, and the batch is
+   * acknowledged when all of its tasks are settled. `concurrency` bounds the tasks running at once, however
+   * many arrive per message.
+   */
+  async handleDelivery(raw: Record<string, unknown>): Promise<void> {
+    const entries = batchEntries(raw);
+    if (entries === null) return this.slots.run(() => this.handle(raw));
+    if (typeof entries === 'string') {
+      this.metrics.deadLettered('poison');
+      throw new DeadLetter(entries);
+    }
+    await Promise.all(
+      entries.map((task) =>
+        this.slots.run(() => this.handle(task)).catch((e: unknown) =>
+          this.queue.deadLetter(QueueName.Executor, task, e instanceof Error ? e.message : String(e)),
+        ),
+      ),
+    );
+  }
 
   async handle(raw: Record<string, unknown>): Promise<void> {
     const message = parseExecutorMessage(raw);

@@ -155,9 +155,14 @@ export class TaskResultsRepository {
     return answerStarts(items, rows);
   }
 
-  /** One statement for many successes: the tasks, and the plans whose last run they were. */
+  /**
+   * One statement for many successes: the tasks, and the plans whose last run they were. The statement
+   * returns the recorded tasks and, as separate rows, the completed plans, matched up here: joining the
+   * two data-modifying CTEs in SQL made PostgreSQL rescan one of them for every row of the other
+   * (quadratic in the batch; it was most of the database's CPU in a 30,000-task burst).
+   */
   private async successBatch(items: SuccessItem[]): Promise<{ recorded: boolean; completed: boolean }[]> {
-    const rows = await sqlRows<{ id: string; seq: number; completed: boolean }>(
+    const rows = await sqlRows<{ id: string | null; seq: number | null; completed_plan: string | null }>(
       this.ds,
       `WITH v AS (
          SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::timestamptz[], $5::bool[]) AS v(id, key, seq, at, completes)
@@ -170,22 +175,22 @@ export class TaskResultsRepository {
          WHERE d.completes AND p.id = d.plan_id AND p.status IN ('${PlanStatus.Created}', '${PlanStatus.Running}')
          RETURNING p.id
        )
-       SELECT d.id, d.seq, d.completes AND EXISTS (SELECT 1 FROM completed c WHERE c.id = d.plan_id) AS completed FROM done d`,
+       SELECT id, seq, NULL::uuid AS completed_plan FROM done
+       UNION ALL
+       SELECT NULL, NULL, id FROM completed`,
       [
         items.map((i) => i.m.taskId), items.map((i) => i.m.partitionKey), items.map((i) => i.m.dispatchSeq),
         items.map((i) => i.at), items.map((i) => i.completesPlan),
       ],
     );
-    const found = new Map(rows.map((r) => [`${r.id}/${r.seq}`, r]));
-    const completedPlans = new Set<string>();
-    return items.map(({ m }) => {
+    const recorded = new Set(rows.filter((r) => r.id !== null).map((r) => `${r.id}/${r.seq}`));
+    const completedPlans = new Set(rows.filter((r) => r.completed_plan !== null).map((r) => r.completed_plan));
+    return items.map(({ m, completesPlan }) => {
       const key = `${m.taskId}/${m.dispatchSeq}`;
-      const row = found.get(key);
-      found.delete(key);
+      const wasRecorded = recorded.delete(key); // a second copy of the same dispatch records nothing
       // ON_COMPLETION fires once per plan, even if two of its runs were (wrongly) both marked last.
-      const completed = row !== undefined && row.completed && !completedPlans.has(m.planId);
-      if (completed) completedPlans.add(m.planId);
-      return { recorded: row !== undefined, completed };
+      const completed = wasRecorded && completesPlan && completedPlans.delete(m.planId);
+      return { recorded: wasRecorded, completed };
     });
   }
 

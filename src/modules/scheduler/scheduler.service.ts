@@ -2,7 +2,7 @@ import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap }
 import { RepoConfig, SchedulerConfig } from '../../config/karya-config';
 import { QueueName, TaskQueue } from '../../connectors/queue/queue.port';
 import { KaryaMetrics } from '../../metrics/karya-metrics';
-import { EXECUTOR_MESSAGE_TYPE, ExecutorMessage } from '../../pipeline/executor-message';
+import { EXECUTOR_MESSAGE_TYPE, ExecutorMessage, executorMessages } from '../../pipeline/executor-message';
 import { ClaimedTask, ClaimKind, ClaimOptions, TaskClaimsRepository } from './task-claims.repository';
 
 /** Claims held in memory (claimed, waiting for their due time) never exceed this many per claim batch. */
@@ -148,7 +148,7 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
   private async publish(tasks: ClaimedTask[], retry: boolean): Promise<void> {
     if (tasks.length === 0) return;
     try {
-      await this.queue.publishBatch(QueueName.Executor, tasks.map(toMessage));
+      await this.queue.publishBatch(QueueName.Executor, executorMessages(tasks.map(toMessage)));
       this.metrics.dispatched(tasks.length);
       const now = Date.now();
       for (const t of tasks) {
