@@ -24,6 +24,14 @@ describe('Limiter', () => {
     expect(limiter.active).toBe(0);
   });
 
+  it('keeps arrival order through a queue long enough to be compacted on the way', async () => {
+    const limiter = new Limiter(2);
+    const order: number[] = [];
+    await Promise.all(Array.from({ length: 5000 }, (_, i) => limiter.run(async () => void order.push(i))));
+    expect(order).toEqual(Array.from({ length: 5000 }, (_, i) => i));
+    expect(limiter.active).toBe(0);
+  });
+
   it('frees the slot of a function that throws', async () => {
     const limiter = new Limiter(1);
     await expect(limiter.run(async () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');

@@ -4,7 +4,9 @@
  */
 export class Limiter {
   private running = 0;
-  private readonly waiting: (() => void)[] = [];
+  /** Waiters from `head` on; an index instead of shift(), which is O(n) on the 10,000s of tasks a burst queues. */
+  private waiting: (() => void)[] = [];
+  private head = 0;
 
   constructor(private readonly max: number) {
     if (!Number.isInteger(max) || max < 1) throw new RangeError(`Limiter needs a positive integer, got ${max}`);
@@ -16,10 +18,23 @@ export class Limiter {
     try {
       return await fn();
     } finally {
-      const next = this.waiting.shift();
+      const next = this.next();
       if (next) next();
       else this.running--;
     }
+  }
+
+  private next(): (() => void) | undefined {
+    if (this.head >= this.waiting.length) return undefined;
+    const next = this.waiting[this.head++];
+    if (this.head === this.waiting.length) {
+      this.waiting = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.waiting.length) {
+      this.waiting = this.waiting.slice(this.head); // drop the consumed half now and then
+      this.head = 0;
+    }
+    return next;
   }
 
   /** Functions running now (for tests and metrics). */
