@@ -332,7 +332,10 @@ async function main() {
   const info = await machine();
   log(`machine: ${info.cpus} × ${info.cpuModel}, ${info.memGiB} GiB, Node ${info.node}, PostgreSQL ${info.postgres}, Redis ${info.redis}, RabbitMQ ${info.rabbitmq}`);
 
-  const sinkChild = new Child('sink', join(ROOT, 'bench/sink.mjs'), {}, DIR, ROOT);
+  // KARYA_BENCH_SINK_DROP (tests only): the sink forgets that many calls per run, so the harness's
+  // loss detection and its exit code can be proved without breaking Karya.
+  const drop = process.env.KARYA_BENCH_SINK_DROP;
+  const sinkChild = new Child('sink', join(ROOT, 'bench/sink.mjs'), drop ? { KARYA_BENCH_SINK_DROP: drop } : {}, DIR, ROOT);
   cleanups.push(() => sinkChild.stop(5000));
   const sinkPort = Number((await sinkChild.waitForStdout(/SINK_PORT=(\d+)/))[1]);
   const sink = new SinkClient(sinkPort);
@@ -361,8 +364,9 @@ async function main() {
 
   const report = formatReport(results);
   process.stdout.write(`\n${report}\n`);
-  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-  const file = join(ROOT, 'bench/results', `${startedAt.toISOString().replace(/[:.]/g, '-')}-${profileName}.json`);
+  const resultsDir = process.env.KARYA_BENCH_RESULTS_DIR ?? join(ROOT, 'bench/results');
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, `${startedAt.toISOString().replace(/[:.]/g, '-')}-${profileName}.json`);
   writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
   log(`results: ${file}`);
   if (profileName === 'full' || args['update-doc']) {

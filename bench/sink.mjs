@@ -11,14 +11,16 @@ import { createServer } from 'node:http';
 import { performance } from 'node:perf_hooks';
 
 /** @typedef {{ first: number, due: number, count: number }} Rec */
-/** @type {Map<string, { keys: Map<string, Rec>, total: number }>} */
+/** @type {Map<string, { keys: Map<string, Rec>, total: number, dropped: number }>} */
 const runs = new Map();
 const origin = performance.timeOrigin;
 const DUE = /"due"\s*:\s*(\d+(?:\.\d+)?)/;
+/** Tests only: answer but do not record the first N calls of every run (a simulated lost task). */
+const DROP = Number(process.env.KARYA_BENCH_SINK_DROP ?? 0);
 
 function runOf(name) {
   let r = runs.get(name);
-  if (!r) runs.set(name, (r = { keys: new Map(), total: 0 }));
+  if (!r) runs.set(name, (r = { keys: new Map(), total: 0, dropped: 0 }));
   return r;
 }
 
@@ -34,6 +36,11 @@ const server = createServer((req, res) => {
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
       const run = runOf(url.slice(3));
+      if (run.dropped < DROP) {
+        run.dropped++;
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '2' }).end('ok');
+        return;
+      }
       const key = String(req.headers['idempotency-key'] ?? '');
       run.total++;
       const rec = run.keys.get(key);

@@ -1,0 +1,98 @@
+// The benchmark harness itself (bench/run.mjs), run as a user runs it, on its one-minute smoke profile: it
+// must measure every deployment and BullMQ, report, write its JSON, and fail loudly when a task is lost.
+// It drives real Karya processes on the real services and purges Karya's queues: like every suite here it
+// runs alone (--runInBand).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const ROOT = join(__dirname, '..');
+
+function runBench(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bench/run.mjs'), ...args], {
+      cwd: ROOT,
+      env: { ...process.env, NODE_OPTIONS: '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** The parts of the harness's JSON this suite reads. */
+interface Workload {
+  expected: number;
+  distinct: number;
+  lost: number;
+  duplicates: number;
+  rate: number | null;
+}
+interface BenchResults {
+  karya: Record<string, { burst: Workload; steady: Workload; submission: { rate: number; non2xx: number }; alive: boolean }>;
+  bullmq: { burst: Workload; steady: Workload };
+  limits: Record<string, { rate: number }>;
+  machine: { cpus: number };
+  goals: { lostTotal: number };
+}
+
+function onlyResult(dir: string): BenchResults {
+  const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
+  expect(files).toHaveLength(1);
+  return JSON.parse(readFileSync(join(dir, files[0]), 'utf8'));
+}
+
+describe('benchmark harness (npm run bench), smoke profile', () => {
+  const dirs: string[] = [];
+  const resultsDir = () => {
+    const d = mkdtempSync(join(tmpdir(), 'karya-bench-test-'));
+    dirs.push(d);
+    return d;
+  };
+  afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+  it('measures Karya split and all, BullMQ and the limits in one run, prints the table and writes the JSON', async () => {
+    const dir = resultsDir();
+    const r = await runBench(['--profile', 'smoke'], { KARYA_BENCH_RESULTS_DIR: dir });
+    expect({ code: r.code, tail: r.stderr.slice(-2000) }).toMatchObject({ code: 0 });
+    const res = onlyResult(dir);
+    for (const kind of ['split', 'all']) {
+      const k = res.karya[kind];
+      expect(k.burst).toMatchObject({ expected: 2000, distinct: 2000, lost: 0, duplicates: 0 });
+      expect(k.burst.rate).toBeGreaterThan(0);
+      expect(k.steady).toMatchObject({ expected: 1000, distinct: 1000, lost: 0, duplicates: 0 });
+      expect(k.submission.rate).toBeGreaterThan(0);
+      expect(k.submission.non2xx).toBe(0);
+      expect(k.alive).toBe(true);
+    }
+    expect(res.bullmq.burst).toMatchObject({ expected: 2000, distinct: 2000, lost: 0 });
+    expect(res.bullmq.steady).toMatchObject({ expected: 1000, distinct: 1000, lost: 0 });
+    for (const limit of ['pgClaim', 'pgCommit1', 'pgCommit8', 'rabbit', 'sink']) expect(res.limits[limit].rate).toBeGreaterThan(0);
+    expect(res.machine.cpus).toBeGreaterThan(0);
+    expect(res.goals.lostTotal).toBe(0);
+    // The table on stdout, with Karya, BullMQ, their ratio and the fraction of the limits.
+    expect(r.stdout).toMatch(/\| burst drain, tasks\/s \(2,000 due at T\) ↑ +\| +[\d,]+ \| +[\d,]+ \| +[\d,]+ \| +[\d.]+× \|/);
+    expect(r.stdout).toContain('limit (measured in this run)');
+    expect(r.stdout).toContain('Targets (goals, not asserted):');
+    // Progress while it runs: phase and tasks done/expected.
+    expect(r.stderr).toMatch(/karya-split burst: \d+\/2000 tasks done/);
+  }, 300_000);
+
+  it('exits 1 and says how many tasks were lost when one never reached the sink', async () => {
+    const dir = resultsDir();
+    const r = await runBench(['--profile', 'smoke', '--only', 'split', '--skip-bullmq'], {
+      KARYA_BENCH_RESULTS_DIR: dir,
+      KARYA_BENCH_SINK_DROP: '1',
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/FAILED: \d+ task\(s\) lost/);
+    const res = onlyResult(dir);
+    expect(res.karya.split.burst.lost).toBe(1);
+    expect(res.goals.lostTotal).toBeGreaterThanOrEqual(1);
+  }, 300_000);
+});
