@@ -1,14 +1,6 @@
 import { Logger } from '@nestjs/common';
 import {
-  ALL_QUEUES,
-  Consumer,
-  ConsumeOptions,
-  Delivery,
-  DeliveryHandler,
-  QueueMessage,
-  QueueName,
-  QueueConsumer,
-  TaskQueue,
+  ALL_QUEUES, assertPrefetch, ConsumeOptions, Consumer, deadLetterReason, Delivery, DeliveryHandler, QueueConsumer, QueueMessage, QueueName, TaskQueue,
 } from './queue.port';
 
 /**
@@ -147,7 +139,7 @@ export class MemoryQueue extends TaskQueue {
   }
 
   private onHandlerFailed(queue: QueueName, stored: StoredMessage, error: unknown): void {
-    const reason = reasonOf(error);
+    const reason = deadLetterReason(error);
     if (queue === QueueName.DeadLetter) {
       // The dead-letter queue is the end of the line: sending it back there would loop forever.
       this.logger.error(`Dropping dead-letter message whose handler failed: ${reason}`);
@@ -240,15 +232,4 @@ function toDelivery(queue: QueueName, stored: StoredMessage): Delivery {
     ...(stored.deadLetterReason !== undefined && { deadLetterReason: stored.deadLetterReason }),
     ...(stored.originalQueue !== undefined && { originalQueue: stored.originalQueue }),
   };
-}
-
-function reasonOf(error: unknown): string {
-  if (error instanceof Error) return error.message || error.name;
-  return String(error);
-}
-
-function assertPrefetch(prefetch: number): void {
-  if (!Number.isInteger(prefetch) || prefetch < 1) {
-    throw new RangeError(`prefetch must be a positive integer, got ${prefetch}`);
-  }
 }

@@ -77,3 +77,16 @@ export abstract class TaskQueue {
   /** Cancels every consumer (letting running handlers settle) and closes connections. */
   abstract close(): Promise<void>;
 }
+
+/** The reason recorded with a dead letter for a handler's error (every adapter, and batch entries alike). */
+export function deadLetterReason(error: unknown): string {
+  if (error instanceof Error) return error.message || error.name;
+  return String(error);
+}
+
+/** Every adapter refuses a prefetch that could never deliver anything. */
+export function assertPrefetch(prefetch: number): void {
+  if (!Number.isInteger(prefetch) || prefetch < 1) {
+    throw new RangeError(`prefetch must be a positive integer, got ${prefetch}`);
+  }
+}

@@ -3,14 +3,7 @@ import amqp, { AmqpConnectionManager, ChannelWrapper } from 'amqp-connection-man
 import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { QueueConfig } from '../../config/karya-config';
 import {
-  Consumer,
-  ConsumeOptions,
-  Delivery,
-  DeliveryHandler,
-  QueueMessage,
-  QueueName,
-  QueueConsumer,
-  TaskQueue,
+  assertPrefetch, ConsumeOptions, Consumer, deadLetterReason, Delivery, DeliveryHandler, QueueConsumer, QueueMessage, QueueName, TaskQueue,
 } from './queue.port';
 
 /** The original's topology names; a test prefix goes in front of every exchange and queue name. */
@@ -332,7 +325,7 @@ export class RabbitMqQueue extends TaskQueue {
       try {
         await state.handler(this.toDelivery(state.queue, msg, message));
       } catch (err) {
-        await this.settleFailure(state, watched, msg, reasonOf(err));
+        await this.settleFailure(state, watched, msg, deadLetterReason(err));
         return;
       }
       ackQuietly(watched, msg);
@@ -580,15 +573,4 @@ function firstDeath(value: unknown): { reason?: string; queue?: string } | undef
   if (typeof entry !== 'object' || entry === null) return undefined;
   const record = entry as Record<string, unknown>;
   return { reason: headerText(record.reason), queue: headerText(record.queue) };
-}
-
-function reasonOf(error: unknown): string {
-  if (error instanceof Error) return error.message || error.name;
-  return String(error);
-}
-
-function assertPrefetch(prefetch: number): void {
-  if (!Number.isInteger(prefetch) || prefetch < 1) {
-    throw new RangeError(`prefetch must be a positive integer, got ${prefetch}`);
-  }
 }

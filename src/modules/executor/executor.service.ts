@@ -5,7 +5,7 @@ import { TaskStatus } from '../../connectors/repo/entities/task.entity';
 import { KaryaMetrics } from '../../metrics/karya-metrics';
 import { batchEntries, ExecutorMessage, parseExecutorMessage, runLeaseMs } from '../../pipeline/executor-message';
 import { Limiter } from '../../common/limiter';
-import { QueueName, TaskQueue } from '../../connectors/queue/queue.port';
+import { deadLetterReason, QueueName, TaskQueue } from '../../connectors/queue/queue.port';
 import { backoffDelay, DeadLetter } from '../../pipeline/retry';
 import { PLAN_TYPE } from '../plans/dto/discriminators';
 import { ActionRegistry } from '../../actions/action-registry';
@@ -46,7 +46,7 @@ export class ExecutorService {
     await Promise.all(
       entries.map((task) =>
         this.slots.run(() => this.handle(task)).catch((e: unknown) =>
-          this.queue.deadLetter(QueueName.Executor, task, e instanceof Error ? e.message : String(e)),
+          this.queue.deadLetter(QueueName.Executor, task, deadLetterReason(e)),
         ),
       ),
     );
