@@ -17,10 +17,6 @@ export interface StartedTask {
 }
 
 /**
- * Every write is conditional on the task still being PROCESSING under the message's dispatch_seq, so a
- * stale or duplicate message changes nothing and a CANCELLED task is never overwritten.
- */
-/**
  * "The task is still PROCESSING", written so that the planner cannot answer it from the partial index
  * `tasks_lease_idx (… WHERE status = 'PROCESSING')`. During a burst every claimed task is PROCESSING while
  * the statistics (taken when they were CREATED) say almost none are; with a plain `status = 'PROCESSING'`
@@ -33,6 +29,10 @@ const STILL_PROCESSING = `t.status IS NOT DISTINCT FROM '${TaskStatus.Processing
 /** PostgreSQL's SQLSTATE for a deadlock; the statement can simply run again. */
 const DEADLOCK_DETECTED = '40P01';
 
+/**
+ * Every write is conditional on the task still being PROCESSING under the message's dispatch_seq, so a
+ * stale or duplicate message changes nothing and a CANCELLED task is never overwritten.
+ */
 const FENCE = `t.id = $1 AND t.partition_key = $2 AND t.dispatch_seq = $3 AND ${STILL_PROCESSING}`;
 
 /** Items per batched statement, and batches of one kind running at once (each holds a pool connection). */
@@ -44,6 +44,11 @@ interface StartItem {
   m: ExecutorMessage;
   leaseUntil: Date;
 }
+/** Whether a success was recorded, and whether recording it completed the plan (ON_COMPLETION fires then). */
+interface SuccessOutcome {
+  recorded: boolean;
+  completed: boolean;
+}
 interface SuccessItem {
   m: ExecutorMessage;
   at: Date;
@@ -54,7 +59,7 @@ interface SuccessItem {
 export class TaskResultsRepository {
   private readonly starts = new Batcher<StartItem, StartedTask | null>((items) => this.retryDeadlock(() => this.startBatch(items)), BATCH);
   private readonly checks = new Batcher<ExecutorMessage, StartedTask | null>((items) => this.retryDeadlock(() => this.checkBatch(items)), BATCH);
-  private readonly successes = new Batcher<SuccessItem, { recorded: boolean; completed: boolean }>(
+  private readonly successes = new Batcher<SuccessItem, SuccessOutcome>(
     (items) => this.retryDeadlock(() => this.successBatch(items)),
     BATCH,
   );
@@ -87,7 +92,7 @@ export class TaskResultsRepository {
    * Says whether the result was recorded and whether this call completed the plan (ON_COMPLETION fires then).
    * Results arriving together share one statement (one commit).
    */
-  succeeded(m: ExecutorMessage, at: Date, completesPlan: boolean): Promise<{ recorded: boolean; completed: boolean }> {
+  succeeded(m: ExecutorMessage, at: Date, completesPlan: boolean): Promise<SuccessOutcome> {
     return this.successes.add({ m, at, completesPlan });
   }
 
@@ -151,8 +156,7 @@ export class TaskResultsRepository {
        )
        SELECT t.id, t.dispatch_seq AS seq, p.status, p.type, p.hook, t.next_execution_at AS due
        FROM v JOIN tasks t ON t.id = v.id AND t.partition_key = v.key AND t.dispatch_seq = v.seq AND ${STILL_PROCESSING}
-              JOIN plans p ON p.id = v.plan_id AND p.id = t.plan_id
-`,
+              JOIN plans p ON p.id = v.plan_id AND p.id = t.plan_id`,
       [items.map((m) => m.taskId), items.map((m) => m.partitionKey), items.map((m) => m.dispatchSeq), items.map((m) => m.planId)],
     );
     return answerStarts(items, rows);
@@ -164,7 +168,7 @@ export class TaskResultsRepository {
    * two data-modifying CTEs in SQL made PostgreSQL rescan one of them for every row of the other
    * (quadratic in the batch; it was most of the database's CPU in a 30,000-task burst).
    */
-  private async successBatch(items: SuccessItem[]): Promise<{ recorded: boolean; completed: boolean }[]> {
+  private async successBatch(items: SuccessItem[]): Promise<SuccessOutcome[]> {
     const rows = await sqlRows<{ id: string | null; seq: number | null; completed_plan: string | null }>(
       this.ds,
       `WITH v AS (
@@ -186,11 +190,11 @@ export class TaskResultsRepository {
         items.map((i) => i.at), items.map((i) => i.completesPlan),
       ],
     );
-    const recorded = new Set(rows.filter((r) => r.id !== null).map((r) => `${r.id}/${r.seq}`));
+    const recorded = new Set(rows.filter((r) => r.id !== null).map((r) => dispatchKey(r.id, r.seq)));
     const completedPlans = new Set(rows.filter((r) => r.completed_plan !== null).map((r) => r.completed_plan));
     return items.map(({ m, completesPlan }) => {
-      const key = `${m.taskId}/${m.dispatchSeq}`;
-      const wasRecorded = recorded.delete(key); // a second copy of the same dispatch records nothing
+      // A second copy of the same dispatch records nothing.
+      const wasRecorded = recorded.delete(dispatchKey(m.taskId, m.dispatchSeq));
       // ON_COMPLETION fires once per plan, even if two of its runs were (wrongly) both marked last.
       const completed = wasRecorded && completesPlan && completedPlans.delete(m.planId);
       return { recorded: wasRecorded, completed };
@@ -225,11 +229,16 @@ interface StartRow {
   due: Date;
 }
 
+/** One dispatch of one task: what a row returned by a batch is matched to its message by. */
+function dispatchKey(taskId: string | null, dispatchSeq: number | null): string {
+  return `${taskId}/${dispatchSeq}`;
+}
+
 /** Pairs each message with its row; a second copy of the same dispatch in one batch is answered as stale. */
 function answerStarts(messages: ExecutorMessage[], rows: StartRow[]): (StartedTask | null)[] {
-  const found = new Map(rows.map((r) => [`${r.id}/${r.seq}`, r]));
+  const found = new Map(rows.map((r) => [dispatchKey(r.id, r.seq), r]));
   return messages.map((m) => {
-    const key = `${m.taskId}/${m.dispatchSeq}`;
+    const key = dispatchKey(m.taskId, m.dispatchSeq);
     const row = found.get(key);
     found.delete(key);
     return row ? { planStatus: row.status, planType: row.type, hooks: row.hook, dueAt: row.due.getTime() } : null;
