@@ -4,6 +4,7 @@ import { freePort, KaryaProcess } from './support/karya-process';
 import { HttpSink, waitFor } from './support/http-sink';
 import { writeRealProviders } from './support/real-services';
 import { TempDir } from './support/temp-files';
+import { T } from './support/wire-types';
 
 /**
  * The pipeline as deployed: separate `node dist/main.js` processes per role on real PostgreSQL, Redis and
@@ -15,7 +16,6 @@ const PLANS = 5000;
 const LEAD_MS = 60_000;
 /** Per test: start-up, the lead time, the drain (waitFor allows 120 s) and the checks. */
 const TEST_TIMEOUT_MS = 300_000;
-const T = { OneTime: 'karya.core.entities.PlanType.OneTime', Rest: 'karya.core.entities.Action.RestApiRequest' };
 
 interface Cluster {
   server: KaryaProcess;

@@ -1,21 +1,14 @@
 import { INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
-import { createApp } from '../src/app.factory';
-import { loadConfig } from '../src/config/config.loader';
-import { Delivery, QueueName, TaskQueue } from '../src/connectors/queue/queue.port';
+import { Delivery, QueueName } from '../src/connectors/queue/queue.port';
 import { HttpSink, SinkHit, waitFor } from './support/http-sink';
+import { startInProcessKarya, stopInProcessKarya } from './support/in-process-karya';
 import { stacks } from './support/stacks';
 import { TempDir } from './support/temp-files';
+import { T } from './support/wire-types';
 
 /** Hooks (shared/spec/semantics.md "Hooks"), every role in one process, on both stacks. */
-const T = {
-  OneTime: 'karya.core.entities.PlanType.OneTime',
-  Recurring: 'karya.core.entities.PlanType.Recurring',
-  Rest: 'karya.core.entities.Action.RestApiRequest',
-  Chained: 'karya.core.entities.Action.ChainedRequest',
-};
-
 describe.each(stacks())('hooks on $name', (target) => {
   const tmp = new TempDir();
   const sink = new HttpSink();
@@ -27,22 +20,14 @@ describe.each(stacks())('hooks on $name', (target) => {
 
   beforeAll(async () => {
     await sink.start();
-    const { config } = loadConfig({
-      KARYA_PROVIDERS_CONFIG_PATH: await target.providers(tmp),
-      KARYA_SCHEDULER_CONFIG_PATH: tmp.write('s.yml', 'application:\n  fetcher:\n    pollFrequency: 100\n    channelCapacity: 50\n'),
-      KARYA_EXECUTOR_CONFIG_PATH: tmp.write('e.yml', 'application:\n  retry:\n    initialDelay: 200\n    multiplier: 2\n    jitter: 0\n'),
-    });
-    app = await createApp(config, { logger: false });
-    http = app.getHttpServer();
-    ds = app.get(DataSource);
-    await app.get(TaskQueue).consume(QueueName.DeadLetter, async (d) => void deadLetters.push(d), { prefetch: 10 });
-    userId = (await request(http).post('/v1/user').send({ name: 'hooks' }).expect(200)).body.id;
+    ({ app, http, ds, userId } = await startInProcessKarya(target, tmp, {
+      executorYml: 'application:\n  retry:\n    initialDelay: 200\n    multiplier: 2\n    jitter: 0\n',
+      userName: 'hooks',
+      deadLetters,
+    }));
   });
   afterAll(async () => {
-    await app?.close();
-    await sink.stop();
-    await target.cleanup();
-    tmp.cleanup();
+    await stopInProcessKarya(app, sink, target, tmp);
   });
 
   const rest = (path: string) => ({ type: T.Rest, base_url: `${sink.baseUrl}${path}`, method: 'POST', body: { type: 'karya.core.entities.http.Body.JsonBody', json_string: '{"hook":true}' } });

@@ -1,30 +1,22 @@
 import { INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
-import { createApp } from '../src/app.factory';
-import { loadConfig } from '../src/config/config.loader';
 import { Delivery, QueueName, TaskQueue } from '../src/connectors/queue/queue.port';
 import { sqlRows } from '../src/connectors/repo/sql';
 import {
   EXECUTOR_BATCH_TYPE, EXECUTOR_MESSAGE_TYPE, ExecutorMessage, executorMessages, MAX_TASKS_PER_MESSAGE,
 } from '../src/pipeline/executor-message';
 import { HttpSink, waitFor } from './support/http-sink';
+import { startInProcessKarya, stopInProcessKarya } from './support/in-process-karya';
 import { stacks } from './support/stacks';
 import { TempDir } from './support/temp-files';
+import { T } from './support/wire-types';
 
 /**
  * The pipeline with every role in one process, on the embedded stack and on the real services: the
  * scheduler claims, dispatches at the due time, the executor runs the REST action against a local sink
  * and records the result. (test/distributed.e2e-spec.ts runs the roles as separate processes.)
  */
-const T = {
-  OneTime: 'karya.core.entities.PlanType.OneTime',
-  Recurring: 'karya.core.entities.PlanType.Recurring',
-  Rest: 'karya.core.entities.Action.RestApiRequest',
-  Chained: 'karya.core.entities.Action.ChainedRequest',
-  Slack: 'karya.core.entities.Action.SlackMessageRequest',
-};
-
 describe.each(stacks())('pipeline, all roles in one process on $name', (target) => {
   const tmp = new TempDir();
   const sink = new HttpSink();
@@ -36,25 +28,14 @@ describe.each(stacks())('pipeline, all roles in one process on $name', (target) 
 
   beforeAll(async () => {
     await sink.start();
-    const { config } = loadConfig({
-      KARYA_PROVIDERS_CONFIG_PATH: await target.providers(tmp),
-      KARYA_SCHEDULER_CONFIG_PATH: tmp.write('s.yml', 'application:\n  fetcher:\n    pollFrequency: 100\n    channelCapacity: 50\n'),
-      KARYA_EXECUTOR_CONFIG_PATH: tmp.write(
-        'e.yml',
-        'application:\n  retry:\n    initialDelay: 300\n    multiplier: 2\n    jitter: 0\n  connectors:\n    - type: restapi\n      configs: {}\n',
-      ),
-    });
-    app = await createApp(config, { logger: process.env.KARYA_TEST_LOGS ? undefined : false });
-    http = app.getHttpServer();
-    ds = app.get(DataSource);
-    await app.get(TaskQueue).consume(QueueName.DeadLetter, async (d) => void deadLetters.push(d), { prefetch: 10 });
-    userId = (await request(http).post('/v1/user').send({ name: 'pipeline' }).expect(200)).body.id;
+    ({ app, http, ds, userId } = await startInProcessKarya(target, tmp, {
+      executorYml: 'application:\n  retry:\n    initialDelay: 300\n    multiplier: 2\n    jitter: 0\n  connectors:\n    - type: restapi\n      configs: {}\n',
+      userName: 'pipeline',
+      deadLetters,
+    }));
   });
   afterAll(async () => {
-    await app?.close();
-    await sink.stop();
-    await target.cleanup();
-    tmp.cleanup();
+    await stopInProcessKarya(app, sink, target, tmp);
   });
 
   const submit = async (body: Record<string, unknown>) =>

@@ -7,6 +7,7 @@ import { loadConfig } from '../src/config/config.loader';
 import { DistributedLock } from '../src/connectors/lock/lock.port';
 import { stacks } from './support/stacks';
 import { TempDir } from './support/temp-files';
+import { T } from './support/wire-types';
 
 /**
  * The v1 plans API against the wire contract (shared/spec/api-v1.md), on the embedded stack (PGlite +
@@ -14,17 +15,6 @@ import { TempDir } from './support/temp-files';
  * text, every validation rule, paging, cascading cancel, lock contention and the exact key sets.
  */
 
-const T = {
-  OneTime: 'karya.core.entities.PlanType.OneTime',
-  Recurring: 'karya.core.entities.PlanType.Recurring',
-  Rest: 'karya.core.entities.Action.RestApiRequest',
-  Slack: 'karya.core.entities.Action.SlackMessageRequest',
-  Email: 'karya.core.entities.Action.EmailRequest',
-  Kafka: 'karya.core.entities.Action.KafkaProducerRequest',
-  Chained: 'karya.core.entities.Action.ChainedRequest',
-  Json: 'karya.core.entities.http.Body.JsonBody',
-  Empty: 'karya.core.entities.http.Body.EmptyBody',
-};
 
 const PLAN_KEYS = [
   'action', 'created_at', 'description', 'hook', 'id', 'max_failure_retry', 'parent_plan_id', 'period_time', 'status',
@@ -100,7 +90,7 @@ describe.each(stacks({ partitions: 3, lockWaitTime: 300 }))('v1 plans API on $na
           protocol: 'HTTP',
           method: 'GET',
           headers: { 'content-type': 'application/json' },
-          body: { type: T.Empty },
+          body: { type: T.EmptyBody },
           timeout: 2000,
         },
       });
@@ -130,7 +120,7 @@ describe.each(stacks({ partitions: 3, lockWaitTime: 300 }))('v1 plans API on $na
       const p = await submitOk(
         plan({
           unknown_top_level: true,
-          action: rest({ protocol: 'https', method: 'post', body: { type: T.Json, json_string: '{"a":1}' }, timeout: 500, headers: { 'x-a': 'b' }, extra: 1 }),
+          action: rest({ protocol: 'https', method: 'post', body: { type: T.JsonBody, json_string: '{"a":1}' }, timeout: 500, headers: { 'x-a': 'b' }, extra: 1 }),
           hooks: [
             { trigger: 'on_failure', action: { type: T.Slack, channel: '#ops', message: '[]' } },
             { trigger: 'ON_COMPLETION', max_retry: 0, action: { type: T.Email, recipient: 'a@b.c', subject: 's', message: 'm' } },
@@ -146,7 +136,7 @@ describe.each(stacks({ partitions: 3, lockWaitTime: 300 }))('v1 plans API on $na
         protocol: 'HTTPS',
         method: 'POST',
         headers: { 'x-a': 'b' },
-        body: { type: T.Json, json_string: '{"a":1}' },
+        body: { type: T.JsonBody, json_string: '{"a":1}' },
         timeout: 500,
       });
       expect(p.hook).toEqual([
@@ -245,7 +235,7 @@ describe.each(stacks({ partitions: 3, lockWaitTime: 300 }))('v1 plans API on $na
         [{ action: { type: 'karya.core.entities.Action.SmsRequest' } }, /^action: unknown action type "karya\.core\.entities\.Action\.SmsRequest"; expected one of .*RestApiRequest/],
         [{ action: { base_url: 'x' } }, /^action: must carry a "type" naming the action/],
         [{ action: rest({ body: { type: 'karya.core.entities.http.Body.XmlBody' } }) }, /^action\.body: unknown body type "karya\.core\.entities\.http\.Body\.XmlBody"/],
-        [{ action: rest({ body: { type: T.Json } }) }, 'action.body.json_string: required, got nothing'],
+        [{ action: rest({ body: { type: T.JsonBody } }) }, 'action.body.json_string: required, got nothing'],
         [{ action: rest({ base_url: 'https://sink.local/x' }) }, /^action\.base_url: must be host\[:port\]\[\/path\] without a scheme .*got "https:\/\/sink\.local\/x"$/],
         [{ action: rest({ base_url: undefined }) }, 'action.base_url: required, got nothing'],
         [{ action: rest({ protocol: 'FTP' }) }, 'action.protocol: must be one of HTTP, HTTPS, got "FTP"'],

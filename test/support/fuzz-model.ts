@@ -1,4 +1,5 @@
 import { Rng } from './fuzz-rng';
+import { T } from './wire-types';
 
 /**
  * The request model of the API fuzz test, written from the wire contract (shared/spec/api-v1.md), not from
@@ -12,17 +13,7 @@ export interface JsonObject {
 }
 export type Path = readonly (string | number)[];
 
-export const T = {
-  OneTime: 'karya.core.entities.PlanType.OneTime',
-  Recurring: 'karya.core.entities.PlanType.Recurring',
-  Rest: 'karya.core.entities.Action.RestApiRequest',
-  Slack: 'karya.core.entities.Action.SlackMessageRequest',
-  Email: 'karya.core.entities.Action.EmailRequest',
-  Kafka: 'karya.core.entities.Action.KafkaProducerRequest',
-  Chained: 'karya.core.entities.Action.ChainedRequest',
-  JsonBody: 'karya.core.entities.http.Body.JsonBody',
-  EmptyBody: 'karya.core.entities.http.Body.EmptyBody',
-} as const;
+export { T };
 
 export const UNIONS = {
   action: [T.Rest, T.Slack, T.Email, T.Kafka, T.Chained],
