@@ -7,6 +7,7 @@ import { JsonObject } from '../../connectors/repo/entities/plan.entity';
 import { ACTION_TYPE } from '../../modules/plans/dto/discriminators';
 import { ActionContext, ActionResult } from '../action-plugin';
 import { EMAIL_FOOTER_HTML, EmailPlugin, htmlToText, resolveEmailSettings } from './email.plugin';
+import { closedPort, startTcpServer } from '../../../test/support/tcp-server';
 
 // ---------------------------------------------------------------- helpers
 
@@ -93,34 +94,6 @@ async function startSmtpServer(options: SMTPServerOptions = {}): Promise<TestSmt
     open: () => open,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
-}
-
-/** A raw TCP listener: `onSocket` scripts what the "SMTP server" does. */
-async function startTcpServer(onSocket: (socket: net.Socket) => void): Promise<{ port: number; close: () => Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => undefined);
-    onSocket(socket);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
-/** A port nothing listens on. */
-async function deadPort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = (probe.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
 }
 
 function smtpFor(port: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
@@ -392,7 +365,7 @@ describe('EmailPlugin', () => {
     });
 
     it('fails fast when the server is down', async () => {
-      const port = await deadPort();
+      const port = await closedPort();
       const p = makePlugin({ username: USERNAME, password: PASSWORD, smtp: smtpFor(port, { 'mail.smtp.auth': 'true' }) });
       const started = Date.now();
       const error = failureText(await p.run(emailAction(), context));

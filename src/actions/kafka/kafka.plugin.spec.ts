@@ -8,8 +8,6 @@ import {
   type ProducerRecord,
   type RecordMetadata,
 } from 'kafkajs';
-import * as net from 'node:net';
-import { AddressInfo } from 'node:net';
 import { JsonObject } from '../../connectors/repo/entities/plan.entity';
 import { ACTION_TYPE } from '../../modules/plans/dto/discriminators';
 import { ActionContext, ActionResult } from '../action-plugin';
@@ -21,6 +19,7 @@ import {
   PRODUCE_DEADLINE_MS,
   createKafkaJsProducer,
 } from './kafka.plugin';
+import { closedPort, startTcpServer } from '../../../test/support/tcp-server';
 
 // ---------------------------------------------------------------- helpers
 
@@ -110,37 +109,6 @@ function fakePlugin(
 
 /** Lets pending promise callbacks (e.g. a deferred disconnect) run. */
 const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-/** A raw TCP server on 127.0.0.1 that counts connections; `onSocket` decides what it does with each. */
-async function startTcpServer(
-  onSocket: (socket: net.Socket) => void,
-): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
-  let connections = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    connections++;
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => undefined);
-    onSocket(socket);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    connections: () => connections,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
-/** A port with nothing listening on it (bound once, then released). */
-async function closedPort(): Promise<number> {
-  const s = await startTcpServer(() => undefined);
-  await s.close();
-  return s.port;
-}
 
 /** The run's bound plus generous slack for a loaded CI machine. */
 const BOUND_MS = 15_000;

@@ -6,6 +6,7 @@ import { JsonObject } from '../../connectors/repo/entities/plan.entity';
 import { ACTION_TYPE, BODY_TYPE } from '../../modules/plans/dto/discriminators';
 import { ActionContext, ActionResult } from '../action-plugin';
 import { CONNECT_RETRY_PAUSE_MS, MAX_CONNECTIONS_PER_ORIGIN, MAX_ERROR_BODY_CHARS, RestApiPlugin } from './restapi.plugin';
+import { closedPort, startTcpServer } from '../../../test/support/tcp-server';
 
 // ---------------------------------------------------------------- helpers
 
@@ -69,31 +70,6 @@ async function startHttpServer(handler: Handler): Promise<TestServer> {
   };
 }
 
-/** A raw TCP server: `onSocket` decides what a "server" does with each accepted connection. */
-async function startTcpServer(
-  onSocket: (socket: net.Socket) => void,
-  port = 0,
-): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
-  let connections = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    connections++;
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => undefined);
-    onSocket(socket);
-  });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    connections: () => connections,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
 /** Calls `then(requestText)` once a full HTTP/1.1 request (headers + content-length body) has arrived. */
 function onFullRequest(socket: net.Socket, then: (request: string) => void): void {
   let buffer = Buffer.alloc(0);
@@ -109,13 +85,6 @@ function onFullRequest(socket: net.Socket, then: (request: string) => void): voi
     done = true;
     then(buffer.toString('utf8'));
   });
-}
-
-/** A port with nothing listening on it (bound once, then released). */
-async function closedPort(): Promise<number> {
-  const s = await startTcpServer(() => undefined);
-  await s.close();
-  return s.port;
 }
 
 /** Counts messages on an undici diagnostics channel whose connectParams.port is `port`. */
