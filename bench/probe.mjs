@@ -5,18 +5,15 @@
 //   node bench/probe.mjs [--kind split|all] [--n 20000] [--lead ms] [--cpu-prof] [--keep-db]
 //
 // --cpu-prof writes V8 CPU profiles of every Karya process into the printed directory.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { cpuDelta, cpuSnapshot, formatCpu } from './lib/cpu.mjs';
-import { createUser, planBody, purgeKaryaQueues, startKarya, TUNING } from './lib/karya.mjs';
-import { Child, childNames, killAll, sleep } from './lib/proc.mjs';
+import { planBody, TUNING } from './lib/karya.mjs';
+import { ROOT, withProbeDeployment } from './lib/probe-deployment.mjs';
+import { Child, childNames, sleep } from './lib/proc.mjs';
 import { log, SinkClient, summarise } from './lib/util.mjs';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
   options: {
     kind: { type: 'string', default: 'split' },
@@ -27,31 +24,14 @@ const { values: args } = parseArgs({
   },
 });
 const N = Number(args.n);
-const ADMIN = process.env.KARYA_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const SERVICES = {
-  redis: { host: '127.0.0.1', port: 6379 },
-  rabbit: { host: '127.0.0.1', port: 5672, user: 'guest', password: 'guest' },
-};
-const DIR = mkdtempSync(join(tmpdir(), 'karya-probe-'));
-const dbName = `karya_probe_${process.pid}`;
-const admin = new pg.Client({ connectionString: ADMIN });
-await admin.connect();
-await admin.query(`CREATE DATABASE ${dbName}`);
-const url = new URL(ADMIN);
-url.pathname = `/${dbName}`;
-let dep;
-try {
-  const sinkChild = new Child('sink', join(ROOT, 'bench/sink.mjs'), {}, DIR, ROOT);
+await withProbeDeployment({ kind: args.kind, cpuProf: args['cpu-prof'], keepDb: args['keep-db'] }, async ({ dir, dbName, dbUrl, userId }) => {
+  const sinkChild = new Child('sink', join(ROOT, 'bench/sink.mjs'), {}, dir, ROOT);
   const sinkPort = Number((await sinkChild.waitForStdout(/SINK_PORT=(\d+)/))[1]);
   const sink = new SinkClient(sinkPort);
-  await purgeKaryaQueues('amqp://guest:guest@127.0.0.1:5672');
-  const nodeArgs = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${DIR}`] : [];
-  dep = await startKarya(args.kind, { root: ROOT, dir: DIR, pgUrl: url.toString(), services: SERVICES, nodeArgs });
-  const userId = await createUser(dep.serverPort, 'probe');
   const run = `probe-${process.pid}`;
   const T = Date.now() + Number(args.lead);
   const body = JSON.parse(planBody(userId, 'probe', 0, `127.0.0.1:${sinkPort}/r/${run}`, T));
-  const db = new pg.Client({ connectionString: url.toString() });
+  const db = new pg.Client({ connectionString: dbUrl });
   await db.connect();
   await db.query(
     `WITH ids AS (SELECT gen_random_uuid() AS plan_id, gen_random_uuid() AS task_id, g FROM generate_series(1, $1::int) g),
@@ -86,11 +66,4 @@ try {
   log('pg_stat_activity samples (state | wait | query):');
   for (const [k, v] of Object.entries(states).sort((a, b) => b[1] - a[1]).slice(0, 25)) log(`  ${v}\t${k}`);
   await db.end();
-} finally {
-  if (dep) await dep.stop();
-  await killAll();
-  if (args['keep-db']) log(`database kept: ${dbName}`);
-  else await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-  await admin.end();
-  log(`logs${args['cpu-prof'] ? ' and profiles' : ''}: ${DIR}`);
-}
+});
