@@ -1,19 +1,12 @@
 import * as http from 'node:http';
-import * as net from 'node:net';
-import { AddressInfo } from 'node:net';
 import { JsonObject } from '../../connectors/repo/entities/plan.entity';
 import { ACTION_TYPE } from '../../modules/plans/dto/discriminators';
 import { ActionContext, ActionResult } from '../action-plugin';
 import { INVALID_MESSAGE_PREFIX, KARYA_FOOTER_BLOCK, MAX_ERROR_BODY_CHARS, SlackPlugin, SlackPluginOptions } from './slack.plugin';
+import { Received, startHttpServer } from '../../../test/support/recording-http-server';
+import { closedPort } from '../../../test/support/tcp-server';
 
 // ---------------------------------------------------------------- a fake Slack Web API
-
-interface Received {
-  method: string;
-  url: string;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
 
 /** What the fake answers to one request: status, headers and body (an object is sent as JSON). */
 interface Reply {
@@ -39,62 +32,33 @@ interface FakeSlack {
 const OK: Responder = () => ({ body: { ok: true, channel: 'C123', ts: '1700000000.000100' } });
 
 async function startFakeSlack(): Promise<FakeSlack> {
-  const requests: Received[] = [];
-  const sockets = new Set<net.Socket>();
   const held: http.ServerResponse[] = [];
   let responder: Responder = OK;
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const received: Received = {
-        method: req.method ?? '',
-        url: req.url ?? '',
-        headers: req.headers,
-        body: Buffer.concat(chunks).toString('utf8'),
-      };
-      requests.push(received);
-      const reply = responder(received);
-      if (reply.hang) {
-        held.push(res);
-        return;
-      }
-      const isText = typeof reply.body === 'string';
-      res.writeHead(reply.status ?? 200, {
-        'content-type': isText ? 'text/plain; charset=utf-8' : 'application/json; charset=utf-8',
-        ...reply.headers,
-      });
-      res.end(isText ? (reply.body as string) : JSON.stringify(reply.body ?? {}));
+  const server = await startHttpServer((received, res) => {
+    const reply = responder(received);
+    if (reply.hang) {
+      held.push(res);
+      return;
+    }
+    const isText = typeof reply.body === 'string';
+    res.writeHead(reply.status ?? 200, {
+      'content-type': isText ? 'text/plain; charset=utf-8' : 'application/json; charset=utf-8',
+      ...reply.headers,
     });
+    res.end(isText ? (reply.body as string) : JSON.stringify(reply.body ?? {}));
   });
-  server.keepAliveTimeout = 30_000;
-  server.on('connection', (socket: net.Socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
-    port: (server.address() as AddressInfo).port,
-    requests,
-    open: () => sockets.size,
+    port: server.port,
+    requests: server.requests,
+    open: server.open,
     respond: (r) => {
       responder = r;
     },
     close: async () => {
       for (const res of held) res.destroy();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await server.close();
     },
   };
-}
-
-/** A port with nothing listening on it (bound once, then released). */
-async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
 }
 
 // ---------------------------------------------------------------- helpers
