@@ -34,7 +34,13 @@ interface Workload {
   rate: number | null;
 }
 interface BenchResults {
-  karya: Record<string, { burst: Workload; steady: Workload; submission: { rate: number; non2xx: number }; alive: boolean }>;
+  karya: Record<string, {
+    burst: Workload;
+    steady: Workload;
+    burstBacklog?: Workload & { backlog: number };
+    submission: { rate: number; non2xx: number };
+    alive: boolean;
+  }>;
   bullmq: { burst: Workload; steady: Workload };
   limits: Record<string, { rate: number }>;
   machine: { cpus: number };
@@ -56,9 +62,9 @@ describe('benchmark harness (npm run bench), smoke profile', () => {
   };
   afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-  it('measures Karya split and all, BullMQ and the limits in one run, prints the table and writes the JSON', async () => {
+  it('measures Karya split and all, BullMQ, the limits and the backlog run in one run, prints the table and writes the JSON', async () => {
     const dir = resultsDir();
-    const r = await runBench(['--profile', 'smoke'], { KARYA_BENCH_RESULTS_DIR: dir });
+    const r = await runBench(['--profile', 'smoke'], { KARYA_BENCH_RESULTS_DIR: dir, KARYA_BENCH_SMOKE_BACKLOG: '20000' });
     expect({ code: r.code, tail: r.stderr.slice(-2000) }).toMatchObject({ code: 0 });
     const res = onlyResult(dir);
     for (const kind of ['split', 'all']) {
@@ -70,6 +76,9 @@ describe('benchmark harness (npm run bench), smoke profile', () => {
       expect(k.submission.non2xx).toBe(0);
       expect(k.alive).toBe(true);
     }
+    // Item 6: the burst again with future tasks already stored, compared with the empty-table run.
+    expect(res.karya.split.burstBacklog).toMatchObject({ expected: 2000, distinct: 2000, lost: 0, duplicates: 0, backlog: 20000 });
+    expect(r.stdout).toMatch(/\| burst \+ 20,000 stored future tasks, tasks\/s ↑ +\| +[\d,]+ \|/);
     expect(res.bullmq.burst).toMatchObject({ expected: 2000, distinct: 2000, lost: 0 });
     expect(res.bullmq.steady).toMatchObject({ expected: 1000, distinct: 1000, lost: 0 });
     for (const limit of ['pgClaim', 'pgCommit1', 'pgCommit8', 'rabbit', 'sink']) expect(res.limits[limit].rate).toBeGreaterThan(0);
