@@ -4,6 +4,7 @@ import { ConnectorType } from '../../config/karya-config';
 import { JsonObject } from '../../connectors/repo/entities/plan.entity';
 import { ACTION_TYPE } from '../../modules/plans/dto/discriminators';
 import { ActionContext, ActionPlugin, ActionResult } from '../action-plugin';
+import { redactSecrets } from '../redact';
 
 /**
  * executor.yml `connectors: [{ type: email, configs: {...} }]` (config.schema.ts `EmailConnectorConfigs`):
@@ -123,7 +124,7 @@ export class EmailPlugin extends ActionPlugin {
   private readonly settings: EmailSettings | undefined;
   private readonly configError: string | undefined;
   private readonly transporter: Transporter<SMTPPoolSentMessageInfo, SMTPPoolOptions> | undefined;
-  /** Strings scrubbed from every failure text: the password and the base64 forms an AUTH exchange uses. */
+  /** Strings scrubbed from every failure text and log line: the password and the forms an AUTH exchange uses. */
   private readonly secrets: string[];
   private readonly inFlight = new Set<Promise<ActionResult>>();
   private closing: Promise<void> | undefined;
@@ -134,7 +135,7 @@ export class EmailPlugin extends ActionPlugin {
     try {
       this.settings = resolveEmailSettings(configs);
     } catch (err) {
-      this.configError = errorText(err);
+      this.configError = redactSecrets(errorText(err), this.secrets);
       this.logger.error(`email connector misconfigured, every email action will fail: ${this.configError}`);
       return;
     }
@@ -217,7 +218,7 @@ export class EmailPlugin extends ActionPlugin {
   }
 
   private failed(message: string): ActionResult {
-    return { ok: false, error: FAILURE_PREFIX + redact(message, this.secrets) };
+    return { ok: false, error: FAILURE_PREFIX + redactSecrets(message, this.secrets) };
   }
 }
 
@@ -333,19 +334,22 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** The password as it could appear in an error: verbatim, base64 (AUTH LOGIN), and the AUTH PLAIN token. */
+/**
+ * The password as it could appear in an error: verbatim, as `user:pass`, base64 (AUTH LOGIN) and the AUTH PLAIN
+ * token. The username alone is not a secret (it is usually the From address, which failure texts may name).
+ */
 function secretsOf(configs: Record<string, unknown>): string[] {
   const password = configs['password'];
   if (typeof password !== 'string' || password === '') return [];
   const username = typeof configs['username'] === 'string' ? configs['username'] : '';
   const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
-  return [b64(`\u0000${username}\u0000${password}`), b64(`${username}\u0000${username}\u0000${password}`), b64(password), password];
-}
-
-function redact(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const secret of secrets) out = out.split(secret).join('***');
-  return out;
+  return [
+    b64(`\u0000${username}\u0000${password}`),
+    b64(`${username}\u0000${username}\u0000${password}`),
+    b64(password),
+    `${username}:${password}`,
+    password,
+  ];
 }
 
 // ---------------------------------------------------------------- action JSON

@@ -725,3 +725,70 @@ describe('RestApiPlugin: connection pooling', () => {
     }
   });
 });
+
+describe("RestApiPlugin: the call's own credentials never reach the failure text", () => {
+  const TOKEN = 'tok-5f7a1c9e3b2d4a6f';
+  const API_KEY = 'key-0d9c8b7a6f5e4d3c';
+  const QUERY_TOKEN = 'qt-1a2b3c4d5e6f';
+  const BASIC_PASSWORD = 'pw-9e8d7c6b5a4f';
+  const basic = `Basic ${Buffer.from(`alice:${BASIC_PASSWORD}`).toString('base64')}`;
+
+  /** A debug 500 page: the URL, every request header, and a Basic credential decoded. */
+  let echo: TestServer;
+  beforeAll(async () => {
+    echo = await startHttpServer((req, res) => {
+      const auth = String(req.headers.authorization ?? '');
+      const decoded = auth.startsWith('Basic ') ? Buffer.from(auth.slice(6), 'base64').toString() : '';
+      if (req.url.startsWith('/cut/')) {
+        // The token straddles the point where the quoted body is cut.
+        res.writeHead(500).end(`${'x'.repeat(MAX_ERROR_BODY_CHARS - 10)}${auth}${'y'.repeat(50)}`);
+        return;
+      }
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ url: req.url, headers: req.headers, decoded }));
+    });
+  });
+  afterAll(() => echo.close());
+
+  it('scrubs echoed Bearer, X-Api-Key and Cookie values and a credential query parameter, keeping the rest', async () => {
+    const p = makePlugin();
+    const error = errorOf(
+      await p.run(
+        restAction(echo.origin, `/debug?access_token=${QUERY_TOKEN}&page=2`, {
+          headers: { Authorization: `Bearer ${TOKEN}`, 'X-Api-Key': API_KEY, Cookie: `sid=${TOKEN}-c`, 'X-Trace': 'trace-visible' },
+        }),
+        CONTEXT,
+      ),
+    );
+    expect(echo.requests[echo.requests.length - 1].headers['x-api-key']).toBe(API_KEY); // really sent …
+    for (const secret of [TOKEN, API_KEY, QUERY_TOKEN]) expect(error).not.toContain(secret); // … never stored
+    expect(error).toMatch(/^REST call failed --- \[500 \| http:\/\/127\.0\.0\.1:\d+\/debug\?access_token=\[REDACTED\]&page=2\] \| /);
+    expect(error).toContain('"authorization":"[REDACTED]"');
+    expect(error).toContain('"x-api-key":"[REDACTED]"');
+    expect(error).toContain('"x-trace":"trace-visible"');
+    expect(error).toContain(`"x-karya-task-id":"${CONTEXT.taskId}"`);
+  });
+
+  it('scrubs a Basic credential in every form: base64, decoded user:pass, password alone', async () => {
+    const p = makePlugin();
+    const error = errorOf(await p.run(restAction(echo.origin, '/basic', { headers: { authorization: basic } }), CONTEXT));
+    expect(error).not.toContain(basic.slice(6));
+    expect(error).not.toContain(BASIC_PASSWORD);
+    expect(error).toContain('"decoded":"[REDACTED]"');
+  });
+
+  it('scrubs the beginning of a token cut by the body truncation', async () => {
+    const p = makePlugin();
+    const error = errorOf(await p.run(restAction(echo.origin, '/cut/', { headers: { Authorization: `Bearer ${TOKEN}` } }), CONTEXT));
+    expect(error).toContain(`[REDACTED] … [truncated: first ${MAX_ERROR_BODY_CHARS} characters shown]`);
+    expect(error).not.toContain(TOKEN.slice(0, 4));
+  });
+
+  it('scrubs URL userinfo from a failure without a response', async () => {
+    const p = makePlugin({ connectionAttempts: 1 });
+    const port = await closedPort();
+    const error = errorOf(await p.run(restAction(`bob:${BASIC_PASSWORD}@127.0.0.1:${port}`, '/x'), CONTEXT));
+    expect(error).toMatch(/^REST INVOCATION FAILED --- error : /);
+    expect(error).not.toContain(BASIC_PASSWORD);
+  });
+});

@@ -147,6 +147,10 @@ describe('SlackPlugin: identity and config', () => {
     expect(() => new SlackPlugin({ token: TOKEN, apiUrl: 'not a url' })).toThrow(/configs\.apiUrl must be an http\(s\) URL/);
     expect(() => new SlackPlugin({ token: TOKEN, apiUrl: 'ftp://example.com/api' })).toThrow(/configs\.apiUrl/);
     expect(() => new SlackPlugin({ token: TOKEN, apiUrl: 42 })).toThrow(/configs\.apiUrl/);
+    // The message reaches the start-up log: credentials in the rejected URL are masked.
+    expect(() => new SlackPlugin({ apiUrl: 'https://bot:pw-123456@slack.test/api?token=xoxb-leak-123' })).toThrow(
+      'got "https://[REDACTED]@slack.test/api?token=[REDACTED]"',
+    );
     expect(() => new SlackPlugin({ token: 12345 })).toThrow('slack connector: configs.token must be a string');
   });
 
@@ -377,14 +381,14 @@ describe('SlackPlugin: the token never leaks', () => {
   it('is scrubbed from a 500 body that echoes the Authorization header', async () => {
     slack.respond((req) => ({ status: 500, body: `bad auth: ${req.headers.authorization ?? ''}` }));
     const error = errorOf(await run(plugin(), slackAction(JSON.stringify(BLOCKS))));
-    expect(error).toBe('Slack API call failed: HTTP 500 | bad auth: Bearer [redacted]');
+    expect(error).toBe('Slack API call failed: HTTP 500 | bad auth: [REDACTED]');
   });
 
   it("is scrubbed from Slack's error and metadata", async () => {
     slack.respond(() => ({ body: { ok: false, error: `invalid_auth ${TOKEN}`, response_metadata: { messages: [TOKEN] } } }));
     const error = errorOf(await run(plugin(), slackAction(JSON.stringify(BLOCKS))));
     expect(error).not.toContain(TOKEN);
-    expect(error).toBe('Slack API error: invalid_auth [redacted] ([redacted])');
+    expect(error).toBe('Slack API error: invalid_auth [REDACTED] ([REDACTED])');
   });
 });
 

@@ -4,6 +4,7 @@ import { JsonObject, JsonValue } from '../../connectors/repo/entities/plan.entit
 import { ACTION_TYPE } from '../../modules/plans/dto/discriminators';
 import { ActionContext, ActionPlugin, ActionResult } from '../action-plugin';
 import { errorText, MAX_TIMER_MS, pause, socketBackInPool, untilAborted } from '../call-utils';
+import { headerSecrets, redactSecrets, urlSecrets } from '../redact';
 
 /** executor.yml `connectors: [{ type: slack, configs: {...} }]`. */
 export interface SlackPluginConfigs {
@@ -89,6 +90,8 @@ export class SlackPlugin extends ActionPlugin {
 
   private readonly token: string | undefined;
   private readonly endpoint: string;
+  /** The token (alone and as the Authorization value) and any credentials in apiUrl: scrubbed from failure texts. */
+  private readonly secrets: string[];
   private readonly deadlineMs: number;
   private readonly maxRateLimitRetries: number;
   private readonly agent: Agent;
@@ -104,6 +107,7 @@ export class SlackPlugin extends ActionPlugin {
     // An empty token (e.g. an unset env var substituted into executor.yml) counts as missing.
     this.token = typeof token === 'string' && token.trim() !== '' ? token.trim() : undefined;
     this.endpoint = `${apiBase(configs['apiUrl'])}/chat.postMessage`;
+    this.secrets = [...(this.token ? headerSecrets({ authorization: `Bearer ${this.token}` }) : []), ...urlSecrets(this.endpoint)];
     this.deadlineMs = positiveInt(options.deadlineMs, 'deadlineMs', SLACK_CALL_DEADLINE_MS, 1);
     this.maxRateLimitRetries = positiveInt(options.maxRateLimitRetries, 'maxRateLimitRetries', SLACK_MAX_RATE_LIMIT_RETRIES, 0);
     // One keep-alive pool for the single Slack origin. 16 sockets: Slack's chat.postMessage limit is about one
@@ -121,7 +125,7 @@ export class SlackPlugin extends ActionPlugin {
       result = { ok: false, error: `Slack API call failed: ${errorText(err)}` };
     }
     // Belt and braces: no error message we build includes the token, but a server or library might echo it.
-    return result.ok ? result : { ok: false, error: this.redact(result.error) };
+    return result.ok ? result : { ...result, error: redactSecrets(result.error, this.secrets) };
   }
 
   /** Closes the pooled sockets once in-flight calls finish (each bounded by the deadline). */
@@ -212,9 +216,6 @@ export class SlackPlugin extends ActionPlugin {
     }
   }
 
-  private redact(text: string): string {
-    return this.token ? text.split(this.token).join('[redacted]') : text;
-  }
 }
 
 // ---------------------------------------------------------------- action JSON
@@ -288,7 +289,9 @@ function apiBase(raw: unknown): string {
     }
   }
   if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.search || url.hash) {
-    throw new RangeError(`slack connector: configs.apiUrl must be an http(s) URL without query, got ${JSON.stringify(raw)}`);
+    // Goes to the start-up log: a URL may carry credentials (userinfo, ?token=).
+    const shown = typeof raw === 'string' ? redactSecrets(raw, urlSecrets(raw)) : raw;
+    throw new RangeError(`slack connector: configs.apiUrl must be an http(s) URL without query, got ${JSON.stringify(shown)}`);
   }
   return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
 }
