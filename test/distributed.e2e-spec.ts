@@ -49,14 +49,17 @@ describe('distributed pipeline on real PostgreSQL, Redis and RabbitMQ', () => {
     const providers = writeRealProviders(tmp, { pgUrl: db.url, partitions: 5 });
     const scheduler = (parts: string) =>
       tmp.write(`${name}-sched-${parts.length}.yml`, `application:\n  leaseTime: 3000\n  workers: 2\n  fetcher:\n    pollFrequency: 200\n    channelCapacity: 200\n${parts}`);
-    const executor = tmp.write(`${name}-exec.yml`, 'application:\n  concurrency: 64\n  connectors:\n    - type: restapi\n      configs: {}\n');
+    // The sink listens on 127.0.0.1, which the real stack's default egress policy denies.
+    const egress = '  egress:\n    allowPrivateNetworks: true\n';
+    const executor = tmp.write(`${name}-exec.yml`, `application:\n  concurrency: 64\n${egress}  connectors:\n    - type: restapi\n      configs: {}\n`);
+    const serverYml = tmp.write(`${name}-server.yml`, `application:\n${egress}`);
     const start = async (env: Record<string, string>) => {
       const port = await freePort();
       const p = new KaryaProcess({ KARYA_PROVIDERS_CONFIG_PATH: providers, PORT: String(port), ...env }).start();
       all.push(p);
       return { p, port };
     };
-    const server = await start({ KARYA_ROLE: 'server' });
+    const server = await start({ KARYA_ROLE: 'server', KARYA_SERVER_CONFIG_PATH: serverYml });
     await server.p.waitForHealthy(server.port);
     const rest = await Promise.all([
       start({ KARYA_ROLE: 'scheduler', KARYA_SCHEDULER_CONFIG_PATH: scheduler('') }),

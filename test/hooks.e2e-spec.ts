@@ -21,7 +21,7 @@ describe.each(stacks())('hooks on $name', (target) => {
   beforeAll(async () => {
     await sink.start();
     ({ app, http, ds, userId } = await startInProcessKarya(target, tmp, {
-      executorYml: 'application:\n  retry:\n    initialDelay: 200\n    multiplier: 2\n    jitter: 0\n',
+      executorYml: 'application:\n  egress:\n    allowPrivateNetworks: true\n  retry:\n    initialDelay: 200\n    multiplier: 2\n    jitter: 0\n',
       userName: 'hooks',
       deadLetters,
     }));

@@ -29,7 +29,7 @@ describe.each(stacks())('pipeline, all roles in one process on $name', (target) 
   beforeAll(async () => {
     await sink.start();
     ({ app, http, ds, userId } = await startInProcessKarya(target, tmp, {
-      executorYml: 'application:\n  retry:\n    initialDelay: 300\n    multiplier: 2\n    jitter: 0\n  connectors:\n    - type: restapi\n      configs: {}\n',
+      executorYml: 'application:\n  egress:\n    allowPrivateNetworks: true\n  retry:\n    initialDelay: 300\n    multiplier: 2\n    jitter: 0\n  connectors:\n    - type: restapi\n      configs: {}\n',
       userName: 'pipeline',
       deadLetters,
     }));

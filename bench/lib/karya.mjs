@@ -92,6 +92,9 @@ function executorYml() {
   return [
     'application:',
     `  concurrency: ${c.concurrency}`,
+    // The sink runs on 127.0.0.1, which the psql default egress policy denies.
+    '  egress:',
+    '    allowPrivateNetworks: true',
     '  connectors:',
     '    - type: restapi',
     '      configs:',
@@ -116,7 +119,7 @@ export async function startKarya(kind, o) {
   const main = join(o.root, 'dist/main.js');
   const sched = write('scheduler.yml', schedulerYml());
   const exec = write('executor.yml', executorYml());
-  const server = write('server.yml', 'application:\n  metricsEnabled: true\n');
+  const server = write('server.yml', 'application:\n  metricsEnabled: true\n  egress:\n    allowPrivateNetworks: true\n');
   const roles = kind === 'split' ? ['server', 'scheduler', 'executor'] : ['all'];
   /** @type {{ role: string, child: Child, port: number }[]} */
   const procs = [];

@@ -19,8 +19,12 @@ export interface HookContext {
   key: string;
 }
 
-/** A plugin never throws for a failed action: it returns the failure text recorded in the error log. */
-export type ActionResult = { ok: true } | { ok: false; error: string };
+/**
+ * A plugin never throws for a failed action: it returns the failure text recorded in the error log.
+ * `permanent` says no retry can succeed (an egress denial): the executor and the hooks runner then skip
+ * every remaining try and dead-letter at once, with `error` as the reason.
+ */
+export type ActionResult = { ok: true } | { ok: false; error: string; permanent?: true };
 
 /**
  * One plugin per action type (the `type` discriminator of the action JSON), enabled per executor by

@@ -1,5 +1,6 @@
 import { Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { ExecutorConfig } from '../config/karya-config';
+import { EgressPolicy } from '../egress/egress-policy';
 import { PlansService } from '../modules/plans/plans.service';
 import { ActionPlugin } from './action-plugin';
 import { ChainedPlugin } from './chained/chained.plugin';
@@ -14,8 +15,9 @@ export class ActionRegistry implements OnApplicationShutdown {
   private readonly plugins = new Map<string, ActionPlugin>();
 
   constructor(config: ExecutorConfig, plans: PlansService) {
+    const egress = new EgressPolicy(config.egress);
     for (const connector of config.connectors) {
-      const plugin = this.build(connector.type, connector.configs, plans);
+      const plugin = this.build(connector.type, connector.configs, plans, egress);
       if (plugin) this.plugins.set(plugin.actionType, plugin);
     }
   }
@@ -29,11 +31,11 @@ export class ActionRegistry implements OnApplicationShutdown {
     await Promise.all([...this.plugins.values()].map((p) => p.close()));
   }
 
-  private build(type: string, configs: Record<string, unknown>, plans: PlansService): ActionPlugin | undefined {
+  private build(type: string, configs: Record<string, unknown>, plans: PlansService, egress: EgressPolicy): ActionPlugin | undefined {
     // Every ConnectorType has a plugin; the config loader refuses any other type at start-up.
     switch (type) {
       case 'restapi':
-        return new RestApiPlugin(configs);
+        return new RestApiPlugin(configs, egress);
       case 'chained':
         return new ChainedPlugin(plans);
       case 'slack':

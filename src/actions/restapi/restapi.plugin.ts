@@ -1,9 +1,12 @@
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, buildConnector, request, type Dispatcher } from 'undici';
 import { ConnectorType } from '../../config/karya-config';
+import { findEgressDenied } from '../../egress/egress-error';
+import { egressLookup, EgressPolicy } from '../../egress/egress-policy';
 import { JsonObject, JsonValue } from '../../connectors/repo/entities/plan.entity';
 import { ACTION_TYPE, BODY_TYPE, METHODS, Method } from '../../modules/plans/dto/discriminators';
 import { ActionContext, ActionPlugin, ActionResult } from '../action-plugin';
 import { errorText, MAX_TIMER_MS, pause, socketBackInPool, untilAborted } from '../call-utils';
+import { headerSecrets, redactSecrets, urlSecrets } from '../redact';
 
 /** executor.yml `connectors: [{ type: restapi, configs: {...} }]`. All optional. */
 export interface RestApiPluginConfigs {
@@ -78,6 +81,8 @@ interface RestCall {
   headers: Record<string, string>;
   body: Body;
   timeout: number;
+  /** What the call sends that its failure text must not show (credential headers, URL userinfo and tokens). */
+  secrets: string[];
 }
 
 /** Thrown inside run() for a malformed action; becomes a failure result, never escapes. */
@@ -92,7 +97,9 @@ class DeadlineError extends Error {}
  * Results (semantics.md "Actions"):
  * - any 2xx → `{ ok: true }`;
  * - another status → `REST call failed --- [<status> | <url>] | <response body>`;
- * - no response (network error, timeout, invalid request) → `REST INVOCATION FAILED --- error : <message>`.
+ * - no response (network error, timeout, invalid request) → `REST INVOCATION FAILED --- error : <message>`;
+ * - a target the egress policy refuses → `Egress denied --- <host> resolved to <ip> (<range>)`, permanent
+ *   (never retried: the same policy refuses every retry).
  *
  * Every call carries `Idempotency-Key: <taskId>`, `X-Karya-Plan-Id`, `X-Karya-Task-Id` and `X-Karya-Attempt`
  * (semantics.md "Delivery guarantees"); these win over same-named headers in the action.
@@ -105,7 +112,14 @@ export class RestApiPlugin extends ActionPlugin {
   private readonly connectionAttempts: number;
   private closing: Promise<void> | undefined;
 
-  constructor(configs: RestApiPluginConfigs = {}) {
+  /**
+   * `egress` is checked on the address each connection actually opens (see src/egress). ActionRegistry
+   * passes executor.yml's; the default is the embedded one (private networks open, link-local etc. not).
+   */
+  constructor(
+    configs: RestApiPluginConfigs = {},
+    private readonly egress: EgressPolicy = new EgressPolicy({ allowPrivateNetworks: true, allow: [] }),
+  ) {
     super();
     const keepAliveTime = configValue(configs.keepAliveTime, 'keepAliveTime', RESTAPI_DEFAULTS.keepAliveTime, 0);
     const connectionTimeout = configValue(configs.connectionTimeout, 'connectionTimeout', RESTAPI_DEFAULTS.connectionTimeout, 0);
@@ -129,8 +143,7 @@ export class RestApiPlugin extends ActionPlugin {
             keepAliveTimeoutThreshold: 1000,
           }
         : {}),
-      // undici: 0 = no connect timeout of its own; the per-action deadline still applies.
-      connect: { timeout: connectionTimeout },
+      connect: egressConnector(egress, connectionTimeout),
       // Per-phase timeouts off (their 300 s defaults would cut long actions short): one deadline of `timeout`
       // ms covers queueing for a socket, connecting, sending, the headers and the whole body (run()).
       headersTimeout: 0,
@@ -147,7 +160,10 @@ export class RestApiPlugin extends ActionPlugin {
       } catch (err) {
         return invocationFailed(`invalid RestApiRequest: ${errorText(err)}`);
       }
-      return await this.execute(call);
+      const result = await this.execute(call);
+      // Targets echo requests (a debug 500 dumping its headers) and errors quote the URL: the stored text must
+      // not hand the call's credentials to whoever reads the error log.
+      return result.ok ? result : { ...result, error: redactSecrets(result.error, call.secrets) };
     } catch (err) {
       // Unreachable by design; the contract is that run() never throws.
       return invocationFailed(errorText(err));
@@ -173,6 +189,10 @@ export class RestApiPlugin extends ActionPlugin {
     const timedOut = (phase: string) => invocationFailed(`timed out after ${timeout} ms ${phase} (${what})`);
 
     try {
+      // A literal IP host never goes through the connector's DNS lookup: judge it before anything is queued.
+      const literalDenied = this.egress.checkUrl(url);
+      if (literalDenied) return egressDenied(literalDenied);
+
       // --- 1. Get response headers, retrying only failures that prove the server did not get the request.
       //
       // Why no retry once a request may have reached the server: the scheduler already gives at-least-once
@@ -200,6 +220,8 @@ export class RestApiPlugin extends ActionPlugin {
           );
           break;
         } catch (err) {
+          const denied = findEgressDenied(err);
+          if (denied) return egressDenied(denied);
           if (!signal.aborted) {
             const triesNote = attempt > 1 ? `; ${attempt} connection attempts` : '';
             if (!isConnectionFailure(err) || attempt >= this.connectionAttempts) {
@@ -242,6 +264,28 @@ export class RestApiPlugin extends ActionPlugin {
   }
 }
 
+/**
+ * undici's connector with the egress policy's DNS lookup. The lookup is told the port (host:port allow
+ * entries need it, and net's lookup only gets the host name), so there is one connector per destination
+ * port: a handful in practice, each keeping its own TLS session cache as the single default one would.
+ * Literal IP hosts skip the lookup inside net.connect, so they are judged here too, before any socket.
+ */
+function egressConnector(egress: EgressPolicy, connectionTimeout: number): buildConnector.connector {
+  const byPort = new Map<number, buildConnector.connector>();
+  return (options, callback) => {
+    const port = Number(options.port) || (options.protocol === 'https:' ? 443 : 80);
+    const denied = egress.checkHost(options.hostname, port);
+    if (denied) return callback(denied, null);
+    let connect = byPort.get(port);
+    if (!connect) {
+      // timeout: undici's connect timeout, 0 = none of its own; the per-action deadline still applies.
+      connect = buildConnector({ timeout: connectionTimeout, lookup: egressLookup(egress, port) });
+      byPort.set(port, connect);
+    }
+    connect(options, callback);
+  };
+}
+
 // ---------------------------------------------------------------- action JSON
 
 function parseAction(action: JsonObject, context: ActionContext): RestCall {
@@ -268,7 +312,8 @@ function parseAction(action: JsonObject, context: ActionContext): RestCall {
     throw new InvalidActionError(`timeout must be a positive number of ms, got ${JSON.stringify(rawTimeout)}`);
   }
 
-  return { url: `${protocol.toLowerCase()}://${baseUrl}`, method, headers, body, timeout };
+  const url = `${protocol.toLowerCase()}://${baseUrl}`;
+  return { url, method, headers, body, timeout, secrets: [...headerSecrets(headers), ...urlSecrets(url)] };
 }
 
 function parseBody(raw: JsonValue | undefined): Body {
@@ -369,6 +414,11 @@ async function readCapped(
     if (/[\uD800-\uDBFF]$/.test(text)) text = text.slice(0, -1);
   }
   return text + note;
+}
+
+/** The policy's text as is (the error log and the dead-letter reason), marked permanent: no retry can pass. */
+function egressDenied(error: Error): ActionResult {
+  return { ok: false, error: error.message, permanent: true };
 }
 
 function invocationFailed(message: string): ActionResult {

@@ -96,14 +96,15 @@ export class ExecutorService {
       }
       return;
     }
-    const retriesLeft = message.attempt <= message.maxFailureRetry;
+    // A permanent failure (an egress denial) ends the task now, as its final attempt would: a retry cannot pass.
+    const retriesLeft = !outcome.permanent && message.attempt <= message.maxFailureRetry;
     const retryAt = retriesLeft ? new Date(at.getTime() + backoffDelay(this.config.retry, message.attempt)) : null;
     const recorded = await this.results.failed(message, at, outcome.error, retryAt, last && !retriesLeft);
     if (recorded) await this.fireFailure(message, started.hooks);
     if (recorded && retriesLeft) this.metrics.retryScheduled();
     if (recorded && !retriesLeft) {
       this.metrics.deadLettered('exhausted');
-      throw new DeadLetter(`Failed after ${message.attempt} attempt(s): ${outcome.error}`);
+      throw new DeadLetter(outcome.permanent ? outcome.error : `Failed after ${message.attempt} attempt(s): ${outcome.error}`);
     }
   }
 

@@ -55,14 +55,15 @@ export class HooksService implements BeforeApplicationShutdown {
     await this.ds.query(`INSERT INTO error_logs (plan_id, task_id, type, error, timestamp) VALUES ($1, $2, $3, $4, $5)`, [
       message.planId, message.taskId, ErrorLogKind.Hook, outcome.error, new Date(),
     ]);
-    if (plugin && message.attempt <= maxRetry) {
+    // A permanent failure (an egress denial) is dead-lettered at once: the same policy refuses every retry.
+    if (plugin && !outcome.permanent && message.attempt <= maxRetry) {
       await this.wait(backoffDelay(this.config.retry, message.attempt));
       await this.publisher.retry(message);
       this.metrics.retryScheduled();
       return;
     }
     this.metrics.deadLettered(plugin ? 'exhausted' : 'no_connector');
-    throw new DeadLetter(`Hook failed after ${message.attempt} attempt(s): ${outcome.error}`);
+    throw new DeadLetter(outcome.permanent ? outcome.error : `Hook failed after ${message.attempt} attempt(s): ${outcome.error}`);
   }
 
   private wait(ms: number): Promise<void> {

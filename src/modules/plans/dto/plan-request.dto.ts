@@ -60,8 +60,8 @@ export const BODY_SUBTYPES = [
   { value: EmptyBodyDto, name: BODY_TYPE.Empty },
 ];
 
-/** `host[:port][/path]`, no scheme: the protocol is a separate field. */
-const BASE_URL = /^(?![a-zA-Z][a-zA-Z0-9+.-]*:\/\/)[^\s/:?#@]+(:\d{1,5})?([/?#]\S*)?$/;
+/** `host[:port][/path]`, no scheme: the protocol is a separate field. The host may be a bracketed IPv6 literal. */
+const BASE_URL = /^(?![a-zA-Z][a-zA-Z0-9+.-]*:\/\/)(\[[0-9a-fA-F:.]+\]|[^\s/:?#@[\]]+)(:\d{1,5})?([/?#]\S*)?$/;
 
 export class RestApiRequestDto {
   @ApiProperty({ enum: [ACTION_TYPE.RestApi], example: ACTION_TYPE.RestApi })
