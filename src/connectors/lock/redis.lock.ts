@@ -1,8 +1,9 @@
 import { Logger } from '@nestjs/common';
-import Redis, { Cluster, RedisOptions } from 'ioredis';
+import Redis, { Cluster } from 'ioredis';
 import Redlock, { ExecutionError, Lock, ResourceLockedError } from 'redlock';
 import { LockConfig } from '../../config/karya-config';
 import { DistributedLock, LockLease, LockOptions } from './lock.port';
+import { createRedisClient } from './redis-client';
 
 /** How long `ping()` may take in total, so /health answers promptly while Redis is down. */
 const PING_TIMEOUT_MS = 1500;
@@ -43,14 +44,6 @@ interface ReadyWaiter {
   settle(error?: Error): void;
 }
 
-interface RedisNode {
-  host: string;
-  port: number;
-  tls: boolean;
-  username?: string;
-  password?: string;
-}
-
 /**
  * Redis-backed lock: redlock's token-checked SET PX / compare-and-delete scripts over one ioredis
  * connection (single node) or an ioredis Cluster.
@@ -83,7 +76,7 @@ export class RedisLock extends DistributedLock {
     validateTimes(config.waitTime, config.leaseTime);
     this.waitTime = config.waitTime;
     this.leaseTime = config.leaseTime;
-    this.client = createClient(config);
+    this.client = createRedisClient(config);
     this.client.on('error', (error: Error) => {
       this.lastError = error.message;
       if (this.degraded || this.closed) return;
@@ -195,55 +188,6 @@ export class RedisLock extends DistributedLock {
     const what = key === undefined ? 'Redis lock store unavailable' : `Redis lock store unavailable while locking ${key}`;
     return new Error(`${what}: ${detail}`, cause ? { cause } : undefined);
   }
-}
-
-function createClient(config: LockConfig): Redis | Cluster {
-  if (config.clusterNodes.length === 0) throw new Error('lock.clusterNodes must list at least one redis:// URL');
-  const nodes = config.clusterNodes.map(parseNode);
-  const first = nodes[0];
-  const options: RedisOptions = {
-    // Explicit config wins over credentials embedded in the URL.
-    username: first.username,
-    password: config.password ?? first.password,
-    connectTimeout: config.connectTimeout,
-    // Fail a command caught by a dropped connection quickly rather than replaying it after a reconnect.
-    maxRetriesPerRequest: 1,
-    enableOfflineQueue: false,
-    // disconnect() of a socket that already died (Redis down) arms this timer and waits for a 'close'
-    // that was emitted long ago, holding the process up for the full timeout after close(); a socket we
-    // are abandoning anyway does not deserve ioredis's default 2 s grace.
-    disconnectTimeout: 200,
-    ...(first.tls ? { tls: {} } : {}),
-  };
-  if (!config.clusterMode) return new Redis({ ...options, host: first.host, port: first.port });
-
-  const { enableOfflineQueue, ...redisOptions } = options;
-  return new Cluster(
-    nodes.map(({ host, port }) => ({ host, port })),
-    // ioredis forces the offline queue on for per-node connections; the cluster-level switch is the one that counts.
-    { enableOfflineQueue, redisOptions },
-  );
-}
-
-function parseNode(url: string, index: number): RedisNode {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    // The URL itself stays out of the message: it may carry a password.
-    throw new Error(`lock.clusterNodes[${index}] is not a valid URL (expected redis://host:port)`);
-  }
-  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
-    throw new Error(`lock.clusterNodes[${index}] must use redis:// or rediss://, got ${parsed.protocol}//`);
-  }
-  return {
-    // WHATWG URL keeps IPv6 brackets, which net.connect does not accept.
-    host: parsed.hostname.replace(/^\[(.*)\]$/, '$1'),
-    port: parsed.port ? Number(parsed.port) : 6379,
-    tls: parsed.protocol === 'rediss:',
-    username: parsed.username ? decodeURIComponent(parsed.username) : undefined,
-    password: parsed.password ? decodeURIComponent(parsed.password) : undefined,
-  };
 }
 
 /**

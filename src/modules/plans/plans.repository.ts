@@ -157,4 +157,14 @@ export class PlansRepository {
       [rootId, TaskStatus.Cancelled, TaskStatus.Created, PlanStatus.Cancelled],
     );
   }
+
+  /** The user's live (CREATED/RUNNING) plans, for server.yml's maxLivePlansPerUser. */
+  async countLivePlans(userId: string): Promise<number> {
+    const [row] = await sqlRows<{ n: number }>(
+      this.ds,
+      `SELECT count(*)::int AS n FROM plans WHERE user_id = $1 AND status IN ($2, $3)`,
+      [userId, PlanStatus.Created, PlanStatus.Running],
+    );
+    return row.n;
+  }
 }
