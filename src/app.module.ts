@@ -1,4 +1,5 @@
 import { DynamicModule, Module } from '@nestjs/common';
+import { AuthModule } from './auth/auth.module';
 import { KaryaConfigModule } from './config/config.module';
 import { KaryaConfig } from './config/karya-config';
 import { LockModule } from './connectors/lock/lock.module';
@@ -19,6 +20,7 @@ export class AppModule {
         RepoModule.forRoot(config.providers.repo),
         LockModule.forRoot(config.providers.lock),
         QueueModule.forRoot(config.providers.queue),
+        AuthModule,
         HealthModule,
         MetricsModule.forRoot({ enabled: metricsEnabledFor(config) }),
         ...modulesForRoles(config.roles),

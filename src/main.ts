@@ -1,11 +1,18 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
+import * as ipaddr from 'ipaddr.js';
 import { createApp } from './app.factory';
 import { ConfigError, loadConfig } from './config/config.loader';
-import { describeRoles } from './role/role';
+import { redactCredentialPatterns } from './actions/redact';
+import { configSecrets } from './logging/config-secrets';
+import { RedactingLogger } from './logging/redacting.logger';
+import { describeRoles, Role } from './role/role';
 
 /** How long SIGTERM may take (closing consumers, draining, closing connections) before we exit anyway. */
 const SHUTDOWN_DEADLINE_MS = 30_000;
+
+/** What goes to stderr outside the logger; the config's own secrets are added once it is loaded. */
+let scrub: (text: string) => string = redactCredentialPatterns;
 
 async function bootstrap(): Promise<void> {
   const logger = new Logger('Karya');
@@ -14,15 +21,19 @@ async function bootstrap(): Promise<void> {
     loaded = loadConfig();
   } catch (e) {
     if (e instanceof ConfigError) {
-      process.stderr.write(`${e.message}\n`);
+      process.stderr.write(`${scrub(e.message)}\n`);
       process.exit(1);
     }
     throw e;
   }
   const { config, warnings } = loaded;
+  // Process-wide, Nest's own logging included: no secret of the configuration reaches stdout or stderr.
+  const redacting = new RedactingLogger(configSecrets(config));
+  Logger.overrideLogger(redacting);
+  scrub = (text) => redacting.scrub(text);
   warnings.forEach((w) => logger.warn(w));
 
-  const app = await createApp(config);
+  const app = await createApp(config, { logger: redacting });
   // Our own handler rather than enableShutdownHooks(): Nest's re-raises the signal after closing, so the
   // process would end "killed by SIGTERM" instead of exiting 0 after a clean shutdown.
   let stopping = false;
@@ -44,7 +55,17 @@ async function bootstrap(): Promise<void> {
       );
     });
   }
-  await app.listen(config.port);
+  const host = config.server.host;
+  if (host === undefined) await app.listen(config.port);
+  else await app.listen(config.port, host);
+  if (config.roles.has(Role.Server) && config.server.auth.mode === 'none' && !isLoopback(host)) {
+    logger.warn(
+      `\n${'!'.repeat(100)}\n!! The API is OPEN: server.yml application.auth.mode is "none" and the server listens on ` +
+        `${host ?? 'every interface'}.\n!! Anyone who can reach port ${config.port} can read, change and cancel every ` +
+        `user's plans. Set application.auth.mode: apikey (README "Security"),\n!! or bind to loopback with application.host: 127.0.0.1.\n` +
+        '!'.repeat(100),
+    );
+  }
   const { repo, lock, queue } = config.providers;
   logger.log(
     `Karya up: role=${describeRoles(config.roles)} port=${config.port} ` +
@@ -52,7 +73,18 @@ async function bootstrap(): Promise<void> {
   );
 }
 
+/** Whether a bind address reaches only this machine; undefined (every interface) does not. */
+function isLoopback(host: string | undefined): boolean {
+  if (host === undefined) return false;
+  if (host === 'localhost') return true;
+  try {
+    return ipaddr.process(host.replace(/^\[|\]$/g, '')).range() === 'loopback';
+  } catch {
+    return false;
+  }
+}
+
 bootstrap().catch((e: unknown) => {
-  process.stderr.write(`Karya failed to start: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.stderr.write(scrub(`Karya failed to start: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`));
   process.exit(1);
 });

@@ -5,6 +5,7 @@ import { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { DocumentBuilder, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
 import { AppModule } from './app.module';
+import { BASIC_SCHEME, BEARER_SCHEME } from './auth/auth-policy';
 import { loadConfig } from './config/config.loader';
 import { KaryaConfig } from './config/karya-config';
 import { Role } from './role/role';
@@ -23,6 +24,12 @@ export function openApiConfig(): Omit<OpenAPIObject, 'paths'> {
     .setTitle('Karya')
     .setDescription("Karya's v1 REST API, wire-compatible with Karya's published clients")
     .setVersion('1')
+    // Either scheme carries the same key (README "Security"); with auth.mode none neither is needed.
+    .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'An API key (admin or user) as a bearer token' }, BEARER_SCHEME)
+    .addBasicAuth(
+      { type: 'http', scheme: 'basic', description: 'An API key as the Basic password, any user name (karya-client: http://name:KEY@host:8080)' },
+      BASIC_SCHEME,
+    )
     .build();
 }
 

@@ -32,7 +32,7 @@ function readCommitted(): { text: string; doc: Json } {
 const committed = readCommitted();
 const doc = committed.doc as {
   paths: Record<string, Record<string, Operation>>;
-  components: { schemas: Record<string, Schema> };
+  components: { schemas: Record<string, Schema>; securitySchemes?: Record<string, unknown> };
 };
 
 interface Operation {
@@ -40,6 +40,7 @@ interface Operation {
   parameters?: { name: string; in: string; required?: boolean; description?: string; schema?: Schema }[];
   requestBody?: { content: Record<string, { schema: Schema }> };
   responses: Record<string, { description: string; content?: Record<string, { schema?: Schema }> }>;
+  security?: Record<string, string[]>[];
 }
 
 interface Schema {
@@ -113,14 +114,18 @@ describe('openapi/karya-v1.json', () => {
   describe('lists every /v1 operation of the wire contract', () => {
     /** Operation -> the error statuses api-v1.md documents for it, plus 400 where the handler answers one too. */
     const OPERATIONS: Record<string, string[]> = {
-      'POST /v1/user': ['400'],
-      'GET /v1/user': ['400', '404'],
-      'POST /v1/plan': ['400', '404'],
-      'GET /v1/plan': ['400'],
-      'PATCH /v1/plan': ['400', '404', '503'],
-      'GET /v1/plan/{plan_id}': ['400', '404'],
-      'GET /v1/plan/{plan_id}/summary': ['400', '404'],
-      'POST /v1/plan/{plan_id}': ['400', '404', '503'],
+      'POST /v1/user': ['400', '401', '403'],
+      'GET /v1/user': ['400', '401', '404'],
+      'POST /v1/plan': ['400', '401', '403', '404'],
+      'GET /v1/plan': ['400', '401', '403'],
+      'PATCH /v1/plan': ['400', '401', '404', '503'],
+      'GET /v1/plan/{plan_id}': ['400', '401', '404'],
+      'GET /v1/plan/{plan_id}/summary': ['400', '401', '404'],
+      'POST /v1/plan/{plan_id}': ['400', '401', '404', '503'],
+      // Key management (apikey mode).
+      'POST /v1/user/{user_id}/keys': ['401', '403', '404'],
+      'GET /v1/user/{user_id}/keys': ['401', '403'],
+      'DELETE /v1/user/{user_id}/keys/{key_id}': ['401', '403', '404'],
     };
     const HTTP = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
 
@@ -141,7 +146,9 @@ describe('openapi/karya-v1.json', () => {
     it.each(Object.keys(OPERATIONS))('%s: a JSON 200 response with a schema', (key) => {
       const ok = operation(key).responses['200'];
       expect(ok).toBeDefined();
-      expect(ok.content?.['application/json']?.schema).toEqual(expect.objectContaining({ $ref: expect.any(String) }));
+      const schema = ok.content?.['application/json']?.schema;
+      // The key listing is the one array answer; its items are a named schema like every other answer.
+      expect(schema?.type === 'array' ? schema.items : schema).toEqual(expect.objectContaining({ $ref: expect.any(String) }));
       expect(Object.keys(operation(key).responses).filter((s) => /^2/.test(s))).toEqual(['200']);
     });
 
@@ -165,6 +172,17 @@ describe('openapi/karya-v1.json', () => {
     it.each(Object.keys(OPERATIONS))('%s: every parameter has a typed schema', (key) => {
       const untyped = (operation(key).parameters ?? []).filter((p) => !p.schema?.type).map((p) => `${p.in} ${p.name}`);
       expect({ key, untyped }).toEqual({ key, untyped: [] });
+    });
+
+    it.each(Object.keys(OPERATIONS))('%s: takes an API key as a bearer token or as the Basic password', (key) => {
+      expect(operation(key).security).toEqual([{ apiKey: [] }, { apiKeyAsBasicPassword: [] }]);
+    });
+
+    it('declares the two security schemes', () => {
+      expect(doc.components?.securitySchemes).toEqual({
+        apiKey: expect.objectContaining({ type: 'http', scheme: 'bearer' }),
+        apiKeyAsBasicPassword: expect.objectContaining({ type: 'http', scheme: 'basic' }),
+      });
     });
 
     it('describes the request bodies and parameters', () => {

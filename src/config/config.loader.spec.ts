@@ -28,7 +28,20 @@ describe('loadConfig', () => {
     expect(config.providers.repo).toMatchObject({ provider: 'pglite', partitions: 5, dataDir: './.karya/data' });
     expect(config.providers.lock).toMatchObject({ provider: 'memory', waitTime: 1000, leaseTime: 5000 });
     expect(config.providers.queue.provider).toBe('memory');
-    expect(config.server).toEqual({ port: 8080, strictMode: true, maxChainedDepth: 2, metricsEnabled: true, minRecurringPeriod: 1000 });
+    expect(config.server).toEqual({
+      port: 8080,
+      host: undefined,
+      strictMode: true,
+      maxChainedDepth: 2,
+      metricsEnabled: true,
+      minRecurringPeriod: 1000,
+      // The original's behaviour: an open API, no limits; the embedded stack may call localhost.
+      auth: { mode: 'none', adminKey: undefined, protectMetrics: false },
+      egress: { allowPrivateNetworks: true, allow: [] },
+      rateLimit: { requestsPerMinute: 0, submissionsPerMinute: 0 },
+      maxLivePlansPerUser: 0,
+    });
+    expect(config.executor.egress).toEqual({ allowPrivateNetworks: true, allow: [] });
     expect(config.scheduler).toMatchObject({ workers: 3, channelCapacity: 10, pollFrequency: 300, executionBuffer: 1000 });
     expect(config.scheduler.repoPartitions).toBeUndefined();
     expect(config.executor.connectors.map((c) => c.type)).toEqual(['restapi', 'chained']);
@@ -69,7 +82,20 @@ describe('loadConfig', () => {
       virtualHost: '/',
       clusterNodes: ['localhost:5672'],
     });
-    expect(config.server).toEqual({ port: 8080, strictMode: true, maxChainedDepth: 2, metricsEnabled: true, minRecurringPeriod: 1000 });
+    expect(config.server).toEqual({
+      port: 8080,
+      host: undefined,
+      strictMode: true,
+      maxChainedDepth: 2,
+      metricsEnabled: true,
+      minRecurringPeriod: 1000,
+      auth: { mode: 'none', adminKey: undefined, protectMetrics: false },
+      // A real database means a real network: private ranges are denied unless the files say otherwise.
+      egress: { allowPrivateNetworks: false, allow: [] },
+      rateLimit: { requestsPerMinute: 0, submissionsPerMinute: 0 },
+      maxLivePlansPerUser: 0,
+    });
+    expect(config.executor.egress).toEqual({ allowPrivateNetworks: false, allow: [] });
     expect(config.scheduler).toEqual({
       threadCount: 2,
       workers: 3,
@@ -193,6 +219,22 @@ describe('loadConfig', () => {
     expect(problems.join()).not.toContain('12345678');
   });
 
+  it('never prints credentials inside node addresses or URLs, nor the text of a file that is not a map', () => {
+    const p = tmp.write(
+      'p.yml',
+      'repo:\n  provider: psql\n  properties:\n    url: "mysql://root:Hunter2Hunter2@db/karya"\nlock:\n  provider: redis\n  properties:\n    clusterNodes: ["redis://:R3disPass-99@cache:6379"]\nqueue:\n  provider: rabbitmq\n  properties:\n    clusterNodes: ["karya:Rabb1tPass-77@mq:5672"]\n',
+    );
+    const keyFile = tmp.write('admin.key', 'Adm1n-K3y-0123456789abcdef\n');
+    const problems = problemsOf({ KARYA_PROVIDERS_CONFIG_PATH: p, KARYA_SERVER_CONFIG_PATH: keyFile, KARYA_ROLE: 'server' });
+    expect(problems).toEqual([
+      expect.stringMatching(/^server\.yml .*: expected a map at the top level, got a string$/),
+      expect.stringContaining('repo.properties.url: expected a postgres:// URL, got a mysql: URL'),
+      expect.stringContaining('lock.properties.clusterNodes[0]: expected redis://host:port, got "redis://(hidden)@cache:6379"'),
+      expect.stringContaining('queue.properties.clusterNodes[0]: expected host:port, got "(hidden)@mq:5672"'),
+    ]);
+    for (const secret of ['Hunter2', 'R3disPass', 'Rabb1tPass', 'Adm1n-K3y']) expect(problems.join('\n')).not.toContain(secret);
+  });
+
   it('checks connector configs per type, unknown keys, duplicates and partition ranges', () => {
     const executor = tmp.write(
       'executor.yml',
@@ -266,5 +308,27 @@ describe('loadConfig', () => {
         expect.stringMatching(/application\.port: expected an integer/),
       ]),
     );
+  });
+
+  it('turns the per-user rate limits on by default in apikey mode only, and reads the egress section of both files', () => {
+    const server = tmp.write(
+      'server.yml',
+      'application:\n  auth:\n    mode: apikey\n  egress:\n    allowPrivateNetworks: true\n    allow: ["10.1.0.0/16", "billing.internal:8443", "[fd00::1]:443"]\n  maxLivePlansPerUser: 100\n',
+    );
+    const executor = tmp.write('executor.yml', 'application:\n  egress:\n    allow: ["192.168.7.0/24"]\n');
+    const { config } = loadConfig({ KARYA_SERVER_CONFIG_PATH: server, KARYA_EXECUTOR_CONFIG_PATH: executor, KARYA_ADMIN_KEY: 'k'.repeat(32) });
+    expect(config.server.rateLimit).toEqual({ requestsPerMinute: 6000, submissionsPerMinute: 3000 });
+    expect(config.server.maxLivePlansPerUser).toBe(100);
+    expect(config.server.egress).toEqual({ allowPrivateNetworks: true, allow: ['10.1.0.0/16', 'billing.internal:8443', '[fd00::1]:443'] });
+    // The executor's own file decides what it connects to; the embedded default still allows private ranges.
+    expect(config.executor.egress).toEqual({ allowPrivateNetworks: true, allow: ['192.168.7.0/24'] });
+  });
+
+  it('names each egress allow entry that is neither a CIDR nor host:port', () => {
+    const executor = tmp.write('executor.yml', 'application:\n  egress:\n    allow: ["10.1.0.0/33", "no-port", "ok.example:80"]\n');
+    expect(problemsOf({ KARYA_EXECUTOR_CONFIG_PATH: executor })).toEqual([
+      'executor.yml: application.egress.allow[0]: expected a CIDR (10.1.0.0/16) or host:port, got "10.1.0.0/33"',
+      'executor.yml: application.egress.allow[1]: expected a CIDR (10.1.0.0/16) or host:port, got "no-port"',
+    ]);
   });
 });

@@ -1,10 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { plainToInstance } from 'class-transformer';
 import { validateSync, ValidationError } from 'class-validator';
+import * as ipaddr from 'ipaddr.js';
 import { parse as parseYaml } from 'yaml';
 import { describeRoles, isAllRoles, parseRoles, Role, RoleError } from '../role/role';
 import {
+  AuthSection,
   CONNECTOR_CONFIG_CLASSES,
+  EgressSection,
   CONNECTOR_TYPES,
   ExecutorFile,
   HikariKnownKeys,
@@ -14,7 +17,10 @@ import {
 } from './config.schema';
 import {
   ConnectorConfig,
+  AuthConfig,
+  AuthMode,
   ConnectorType,
+  EgressConfig,
   ExecutorConfig,
   KaryaConfig,
   LockConfig,
@@ -41,6 +47,8 @@ export const ENV = {
   server: 'KARYA_SERVER_CONFIG_PATH',
   scheduler: 'KARYA_SCHEDULER_CONFIG_PATH',
   executor: 'KARYA_EXECUTOR_CONFIG_PATH',
+  /** A secret: read here, never logged or echoed in a problem. */
+  adminKey: 'KARYA_ADMIN_KEY',
 } as const;
 
 /** The original's fixed metrics ports, reused so the three roles can share a host. */
@@ -54,6 +62,13 @@ export const DEFAULTS = {
   lock: { waitTime: 1000, leaseTime: 5000, clusterNodes: ['redis://localhost:6379'], connectTimeout: 5000 },
   queue: { username: 'guest', password: 'guest', virtualHost: '/', clusterNodes: ['localhost:5672'] },
   server: { port: 8080, strictMode: true, maxChainedDepth: 2, metricsEnabled: true, minRecurringPeriod: 1000 },
+  /**
+   * Per-user limits in apikey mode (off in none mode unless configured): generous enough for a busy
+   * client, small enough that one runaway key cannot starve the others.
+   */
+  rateLimit: { requestsPerMinute: 6000, submissionsPerMinute: 3000 },
+  /** Admin keys shorter than this are refused at start-up: a guessable admin key is no protection. */
+  minAdminKeyLength: 16,
   scheduler: { threadCount: 2, workers: 3, channelCapacity: 10, pollFrequency: 300, executionBuffer: 1000, metricsEnabled: true, leaseTime: 30_000 },
   executor: {
     metricsEnabled: true,
@@ -64,7 +79,16 @@ export const DEFAULTS = {
   },
 } as const;
 
-const SECRET_KEYS = /password|token|secret/i;
+/** Keys whose values a problem never shows (`adminKeyFile` is only a path, but `key` costs nothing to hide). */
+const SECRET_KEYS = /password|passwd|token|secret|key|credential/i;
+
+/**
+ * A node address as a problem may show it: userinfo (`redis://:pass@host`, `user:pass@host:5672`) hidden, since
+ * problems go to stderr and the logs.
+ */
+function withoutUserinfo(address: string): string {
+  return address.replace(/^((?:[A-Za-z][A-Za-z0-9+.-]*:)?\/\/)?[^/@\s]*@/, '$1(hidden)@');
+}
 
 export interface LoadedConfig {
   config: KaryaConfig;
@@ -94,9 +118,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const executorFile = readFile(env, ENV.executor, 'executor.yml', ExecutorFile, problems);
 
   const providers = resolveProviders(providersFile, problems, warnings);
-  const server = resolveServer(serverFile);
+  const server = resolveServer(serverFile, env, providers.repo.provider, problems);
   const scheduler = resolveScheduler(schedulerFile, providers.repo.partitions, problems);
-  const executor = resolveExecutor(executorFile, problems);
+  const executor = resolveExecutor(executorFile, providers.repo.provider, problems);
 
   const port = resolvePort(env, roles, server, problems);
 
@@ -146,7 +170,8 @@ function readFile<T extends object>(
   }
   if (raw === null || raw === undefined) return new cls();
   if (typeof raw !== 'object' || Array.isArray(raw)) {
-    problems.push(`${where}: expected a map at the top level, got ${describeValue(raw)}`);
+    // The kind only, never the text: a path mixed up with another file's (the admin key file) would print it.
+    problems.push(`${where}: expected a map at the top level, got ${Array.isArray(raw) ? 'a list' : `a ${typeof raw}`}`);
     return undefined;
   }
   const instance = plainToInstance(cls, raw);
@@ -217,7 +242,9 @@ function resolveProviders(file: ProvidersFile | undefined, problems: string[], w
     const hikari = checkMap(HikariKnownKeys, props?.hikari, where, 'repo.properties.hikari', true, problems);
     if (props?.url !== undefined) {
       if (!/^postgres(ql)?:\/\//.test(props.url)) {
-        problems.push(`${where}: repo.properties.url: expected a postgres:// URL, got a string starting "${props.url.slice(0, 12)}"`);
+        // The scheme only: a dozen characters of a URL with credentials can be half its password.
+        const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:/.exec(props.url)?.[0];
+        problems.push(`${where}: repo.properties.url: expected a postgres:// URL, got ${scheme ? `a ${scheme} URL` : 'something else'}`);
       }
       repo.url = props.url;
     } else {
@@ -239,7 +266,7 @@ function resolveProviders(file: ProvidersFile | undefined, problems: string[], w
   };
   lock.clusterNodes.forEach((node, i) => {
     if (!/^rediss?:\/\/[^/:]+(:\d+)?\/?$/.test(node)) {
-      problems.push(`${where}: lock.properties.clusterNodes[${i}]: expected redis://host:port, got "${node}"`);
+      problems.push(`${where}: lock.properties.clusterNodes[${i}]: expected redis://host:port, got "${withoutUserinfo(node)}"`);
     }
   });
 
@@ -253,7 +280,7 @@ function resolveProviders(file: ProvidersFile | undefined, problems: string[], w
   };
   queue.clusterNodes.forEach((node, i) => {
     if (!/^[^/:\s]+:\d+$/.test(node)) {
-      problems.push(`${where}: queue.properties.clusterNodes[${i}]: expected host:port, got "${node}"`);
+      problems.push(`${where}: queue.properties.clusterNodes[${i}]: expected host:port, got "${withoutUserinfo(node)}"`);
     }
   });
   return { repo, lock, queue };
@@ -286,16 +313,82 @@ function hikariToUrl(h: HikariKnownKeys | undefined, warnings: string[]): string
   return `postgres://${user}:${password}@${host}:${port}/${encodeURIComponent(database)}`;
 }
 
-function resolveServer(file: ServerFile | undefined): ServerConfig {
+function resolveServer(
+  file: ServerFile | undefined,
+  env: NodeJS.ProcessEnv,
+  repoProvider: RepoConfig['provider'],
+  problems: string[],
+): ServerConfig {
   const a = file?.application;
   const d = DEFAULTS.server;
+  const auth = resolveAuth(a?.auth, env, problems);
+  const limits = a?.rateLimit;
+  // Off in none mode unless configured (issue: "both are off in none mode unless configured").
+  const limitDefaults = auth.mode === 'apikey' ? DEFAULTS.rateLimit : { requestsPerMinute: 0, submissionsPerMinute: 0 };
   return {
     port: a?.port ?? d.port,
+    host: a?.host,
     strictMode: a?.strictMode ?? d.strictMode,
     maxChainedDepth: a?.maxChainedDepth ?? a?.chainedDepth ?? d.maxChainedDepth,
     metricsEnabled: a?.metricsEnabled ?? a?.monitoringEnabled ?? d.metricsEnabled,
     minRecurringPeriod: a?.minRecurringPeriod ?? d.minRecurringPeriod,
+    auth,
+    egress: resolveEgress(a?.egress, repoProvider, 'server.yml', problems),
+    rateLimit: {
+      requestsPerMinute: limits?.requestsPerMinute ?? limitDefaults.requestsPerMinute,
+      submissionsPerMinute: limits?.submissionsPerMinute ?? limitDefaults.submissionsPerMinute,
+    },
+    maxLivePlansPerUser: a?.maxLivePlansPerUser ?? 0,
   };
+}
+
+function resolveAuth(section: AuthSection | undefined, env: NodeJS.ProcessEnv, problems: string[]): AuthConfig {
+  const mode = (section?.mode ?? 'none') as AuthMode;
+  let adminKey = env[ENV.adminKey]?.trim() || undefined;
+  let source: string = ENV.adminKey;
+  if (adminKey === undefined && section?.adminKeyFile !== undefined) {
+    source = `the file named by application.auth.adminKeyFile (${section.adminKeyFile})`;
+    try {
+      adminKey = readFileSync(section.adminKeyFile, 'utf8').trim() || undefined;
+    } catch (e) {
+      problems.push(`server.yml: application.auth.adminKeyFile: cannot read file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+  }
+  if (adminKey !== undefined) {
+    if (adminKey.length < DEFAULTS.minAdminKeyLength) {
+      problems.push(`${source}: the admin key must be at least ${DEFAULTS.minAdminKeyLength} characters (value hidden)`);
+    } else if (!/^[\x21-\x7e]+$/.test(adminKey)) {
+      problems.push(`${source}: the admin key must be printable ASCII without spaces (value hidden)`);
+    }
+  }
+  return { mode, adminKey, protectMetrics: section?.protectMetrics ?? false };
+}
+
+/**
+ * Loopback and private ranges are denied by default, except on the embedded all-in-one (repo pglite, as
+ * `npm start` with no files), where local development calls localhost.
+ */
+function resolveEgress(section: EgressSection | undefined, repoProvider: RepoConfig['provider'], file: string, problems: string[]): EgressConfig {
+  const allow = section?.allow ?? [];
+  allow.forEach((entry, i) => {
+    if (!isEgressAllowEntry(entry)) {
+      problems.push(`${file}: application.egress.allow[${i}]: expected a CIDR (10.1.0.0/16) or host:port, got ${JSON.stringify(entry)}`);
+    }
+  });
+  return { allowPrivateNetworks: section?.allowPrivateNetworks ?? repoProvider === 'pglite', allow: [...allow] };
+}
+
+function isEgressAllowEntry(entry: string): boolean {
+  if (entry.includes('/')) {
+    try {
+      ipaddr.parseCIDR(entry);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(entry);
+  return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
 }
 
 function resolveScheduler(file: SchedulerFile | undefined, partitions: number, problems: string[]): SchedulerConfig {
@@ -323,7 +416,7 @@ function resolveScheduler(file: SchedulerFile | undefined, partitions: number, p
   };
 }
 
-function resolveExecutor(file: ExecutorFile | undefined, problems: string[]): ExecutorConfig {
+function resolveExecutor(file: ExecutorFile | undefined, repoProvider: RepoConfig['provider'], problems: string[]): ExecutorConfig {
   const a = file?.application;
   const d = DEFAULTS.executor;
   let connectors: ConnectorConfig[];
@@ -347,6 +440,7 @@ function resolveExecutor(file: ExecutorFile | undefined, problems: string[]): Ex
     metricsEnabled: a?.metricsEnabled ?? a?.monitoringEnabled ?? d.metricsEnabled,
     connectors,
     concurrency: a?.concurrency ?? d.concurrency,
+    egress: resolveEgress(a?.egress, repoProvider, 'executor.yml', problems),
     retry: {
       initialDelay: a?.retry?.initialDelay ?? d.retry.initialDelay,
       multiplier: a?.retry?.multiplier ?? d.retry.multiplier,

@@ -1,5 +1,6 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import {
+  AuthConfig,
   ExecutorConfig,
   KaryaConfig,
   LockConfig,
@@ -25,6 +26,7 @@ export class KaryaConfigModule {
       { provide: LockConfig, useValue: config.providers.lock },
       { provide: QueueConfig, useValue: config.providers.queue },
       { provide: ServerConfig, useValue: config.server },
+      { provide: AuthConfig, useValue: config.server.auth },
       { provide: SchedulerConfig, useValue: config.scheduler },
       { provide: ExecutorConfig, useValue: config.executor },
     ];

@@ -126,6 +126,32 @@ export class ProvidersFile {
 
 // ---------------------------------------------------------------- server.yml
 
+export const AUTH_MODES = ['none', 'apikey'] as const;
+
+export class AuthSection {
+  @IsOptional() @OneOf(AUTH_MODES) mode?: string;
+  /** A file holding the admin key (KARYA_ADMIN_KEY wins when both are set). */
+  @Str() adminKeyFile?: string;
+  @Bool() protectMetrics?: boolean;
+}
+
+/** Shared by server.yml (the submit-time check) and executor.yml (the enforcement). */
+export class EgressSection {
+  @Bool() allowPrivateNetworks?: boolean;
+  /** CIDRs (`10.1.0.0/16`, `fd00::/8`) or `host:port` entries let named internal services through. */
+  @IsOptional()
+  @IsArray({ message: 'expected a list of CIDRs or host:port strings' })
+  @IsString({ each: true, message: 'expected a list of CIDRs or host:port strings' })
+  allow?: string[];
+}
+
+export class RateLimitSection {
+  /** Per user, every /v1 call; 0 turns it off. */
+  @Int(0) requestsPerMinute?: number;
+  /** Per user, POST /v1/plan (counted in requestsPerMinute too); 0 turns it off. */
+  @Int(0) submissionsPerMinute?: number;
+}
+
 export class ServerApplication {
   @Int(1, 65535) port?: number;
   @Bool() strictMode?: boolean;
@@ -137,6 +163,13 @@ export class ServerApplication {
   @Bool() monitoringEnabled?: boolean;
   /** New: the shortest period (ms) a Recurring plan may have. */
   @Int(1) minRecurringPeriod?: number;
+  /** New: the address the HTTP server binds (default: every interface). */
+  @Str() host?: string;
+  @Nested(() => AuthSection) auth?: AuthSection;
+  @Nested(() => EgressSection) egress?: EgressSection;
+  @Nested(() => RateLimitSection) rateLimit?: RateLimitSection;
+  /** New: most live (CREATED/RUNNING) plans one user may have; 0 or absent = no cap. */
+  @Int(0) maxLivePlansPerUser?: number;
 }
 
 export class ServerFile {
@@ -231,6 +264,7 @@ export class ExecutorApplication {
   connectors?: ConnectorEntry[];
   @Nested(() => RetrySection) retry?: RetrySection;
   @Int(1, 10000) concurrency?: number;
+  @Nested(() => EgressSection) egress?: EgressSection;
 }
 
 export class ExecutorFile {

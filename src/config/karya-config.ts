@@ -54,6 +54,34 @@ export class ProvidersConfig {
   queue!: QueueConfig;
 }
 
+export type AuthMode = 'none' | 'apikey';
+
+export class AuthConfig {
+  /** `none`: the original's open API; `apikey`: every /v1 call needs a key (README "Security"). */
+  mode!: AuthMode;
+  /** KARYA_ADMIN_KEY or the file named by auth.adminKeyFile; a secret: never logged. */
+  adminKey?: string;
+  /** /metrics needs a key (admin or user) when true. */
+  protectMetrics!: boolean;
+}
+
+/**
+ * Which addresses REST actions and hooks may connect to (src/egress). Link-local, 0.0.0.0/8 and multicast
+ * are always denied; loopback and private ranges only with allowPrivateNetworks; `allow` lets named
+ * CIDRs or host:port targets through.
+ */
+export class EgressConfig {
+  allowPrivateNetworks!: boolean;
+  allow!: string[];
+}
+
+export class RateLimitConfig {
+  /** Per user per minute, every /v1 call; 0 = off. */
+  requestsPerMinute!: number;
+  /** Per user per minute, POST /v1/plan; 0 = off. */
+  submissionsPerMinute!: number;
+}
+
 export class ServerConfig {
   port!: number;
   strictMode!: boolean;
@@ -61,6 +89,14 @@ export class ServerConfig {
   metricsEnabled!: boolean;
   /** ms; a Recurring plan's period must be at least this (guards against runaway schedules). */
   minRecurringPeriod!: number;
+  /** Bind address; undefined = every interface (Node's default). */
+  host?: string;
+  auth!: AuthConfig;
+  /** The submit-time check of literal IPs in base_url (the executor enforces its own copy). */
+  egress!: EgressConfig;
+  rateLimit!: RateLimitConfig;
+  /** Most live (CREATED/RUNNING) plans per user; 0 = no cap. */
+  maxLivePlansPerUser!: number;
 }
 
 export class SchedulerConfig {
@@ -101,6 +137,7 @@ export class ExecutorConfig {
   retry!: RetryConfig;
   /** Messages an executor holds at once (queue prefetch). */
   concurrency!: number;
+  egress!: EgressConfig;
 }
 
 export class KaryaConfig {

@@ -3,6 +3,7 @@ import type { Response } from 'express';
 import { ApiExcludeEndpoint, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckResult, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
 import { DataSource } from 'typeorm';
+import { Public } from '../auth/auth-policy';
 import { ProvidersConfig } from '../config/karya-config';
 import { DistributedLock } from '../connectors/lock/lock.port';
 import { TaskQueue } from '../connectors/queue/queue.port';
@@ -11,6 +12,8 @@ import { TaskQueue } from '../connectors/queue/queue.port';
 const PROBE_TIMEOUT_MS = 2000;
 
 @ApiTags('health')
+// Open in every auth mode: load balancers and orchestrators probe it without credentials.
+@Public()
 @Controller()
 export class HealthController {
   constructor(

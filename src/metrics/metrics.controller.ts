@@ -1,6 +1,7 @@
 import { Controller, Get, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { Response } from 'express';
+import { MetricsRoute } from '../auth/auth-policy';
 import { KaryaMetrics } from './karya-metrics';
 
 /**
@@ -8,6 +9,8 @@ import { KaryaMetrics } from './karya-metrics';
  * the committed openapi/karya-v1.json must not change with the metrics setting.
  */
 @ApiExcludeController()
+// Open unless application.auth.protectMetrics (then any valid key).
+@MetricsRoute()
 @Controller()
 export class MetricsController {
   constructor(private readonly metrics: KaryaMetrics) {}

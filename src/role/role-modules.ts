@@ -1,4 +1,5 @@
 import { Type } from '@nestjs/common';
+import { ApiKeysModule } from '../auth/api-keys.module';
 import { ExecutorModule } from '../modules/executor/executor.module';
 import { HooksModule } from '../modules/hooks/hooks.module';
 import { PlansModule } from '../modules/plans/plans.module';
@@ -11,7 +12,7 @@ import { Role } from './role';
  * roles is never imported, so its controllers, consumers and loops do not exist there.
  */
 export const ROLE_MODULES: Readonly<Record<Role, readonly Type[]>> = {
-  [Role.Server]: [UsersModule, PlansModule, HooksModule],
+  [Role.Server]: [UsersModule, ApiKeysModule, PlansModule, HooksModule],
   [Role.Scheduler]: [SchedulerModule],
   [Role.Executor]: [ExecutorModule, HooksModule],
 };

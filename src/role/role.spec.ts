@@ -3,6 +3,7 @@ import { ExecutorModule } from '../modules/executor/executor.module';
 import { HooksModule } from '../modules/hooks/hooks.module';
 import { PlansModule } from '../modules/plans/plans.module';
 import { SchedulerModule } from '../modules/scheduler/scheduler.module';
+import { ApiKeysModule } from '../auth/api-keys.module';
 import { UsersModule } from '../modules/users/users.module';
 import { parseRoles, Role, RoleError } from './role';
 import { modulesForRoles } from './role-modules';
@@ -30,14 +31,14 @@ describe('parseRoles', () => {
 
 describe('role → modules table', () => {
   it('composes each role from its own modules only', () => {
-    expect(names(modulesForRoles(new Set([Role.Server])))).toEqual(names([UsersModule, PlansModule, HooksModule]));
+    expect(names(modulesForRoles(new Set([Role.Server])))).toEqual(names([UsersModule, ApiKeysModule, PlansModule, HooksModule]));
     expect(names(modulesForRoles(new Set([Role.Scheduler])))).toEqual(names([SchedulerModule]));
     expect(names(modulesForRoles(new Set([Role.Executor])))).toEqual(names([ExecutorModule, HooksModule]));
   });
 
   it('gives all roles the union, each module once', () => {
     const all = modulesForRoles(parseRoles('all'));
-    expect(names(all)).toEqual(names([UsersModule, PlansModule, HooksModule, SchedulerModule, ExecutorModule]));
+    expect(names(all)).toEqual(names([UsersModule, ApiKeysModule, PlansModule, HooksModule, SchedulerModule, ExecutorModule]));
     expect(new Set(all).size).toBe(all.length);
   });
 });

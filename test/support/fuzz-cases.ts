@@ -378,9 +378,13 @@ function goodValue(rng: Rng, m: BodyModel, ctx: FuzzContext): Mutated | undefine
   const topLevel = m.endpoint === 'POST /v1/plan' && slot.path.length === 1;
   let value: Json;
   switch (kind.k) {
-    case 'uuid':
-      value = kind.role === 'plan' ? String(getAt(body, slot.path)).toUpperCase() : rng.pick([ctx.userId.toUpperCase(), ctx.otherUserId]);
+    case 'uuid': {
+      // Chained requests may only be for the plan's owner, so another user stays valid only where the body has
+      // none to disagree with it.
+      const owners = kind.role === 'user' && !JSON.stringify(body).includes(T.Chained) ? [ctx.userId.toUpperCase(), ctx.otherUserId] : [ctx.userId.toUpperCase()];
+      value = kind.role === 'plan' ? String(getAt(body, slot.path)).toUpperCase() : rng.pick(owners);
       break;
+    }
     case 'text': {
       const max = kind.max ?? 300;
       value = rng.pick([
@@ -523,7 +527,7 @@ function deepChain(rng: Rng, m: BodyModel, ctx: FuzzContext): Mutated {
   for (let i = 0; i < levels; i++) {
     action = {
       type: T.Chained,
-      request: { user_id: ctx.otherUserId, description: `level ${levels - i}`, period_time: 'PT1H', plan_type: { type: T.OneTime }, action },
+      request: { user_id: ctx.userId, description: `level ${levels - i}`, period_time: 'PT1H', plan_type: { type: T.OneTime }, action },
     };
   }
   const body = clone(m.body);
@@ -546,7 +550,7 @@ function recurringChained(rng: Rng, m: BodyModel, ctx: FuzzContext): Mutated {
   if (m.endpoint === 'PATCH /v1/plan' || rng.chance(0.4)) {
     // Nested: a hook's chained request that is itself Recurring with a chained action.
     const inner: JsonObject = {
-      user_id: ctx.otherUserId, description: 'r', period_time: 'PT1H', plan_type: { type: T.Recurring }, action: chained,
+      user_id: ctx.userId, description: 'r', period_time: 'PT1H', plan_type: { type: T.Recurring }, action: chained,
     };
     setAt(body, ['hooks'], [{ trigger: 'ON_COMPLETION', action: { type: T.Chained, request: inner } }]);
     return { body, mutation: 'recurring plan with a chained action, nested in a hook', expect: bad(undefined, /Chained requests cannot be recurring/) };

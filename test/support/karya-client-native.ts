@@ -17,9 +17,39 @@ import { Hook } from 'karya-client/entities/models.js';
 import { Recurring } from 'karya-client/entities/plan-types.js';
 
 const name = process.env.KARYA_USER;
-const client = new KaryaRestClient(new ClientConfig(new URL(process.env.KARYA_URL)));
 const out = {};
-const user = await client.createUser(new CreateUserRequest(name));
+let client;
+let user;
+if (process.env.KARYA_ADMIN_KEY) {
+  // apikey mode: the admin creates the user and issues its key; the user's client carries that key in the
+  // URL (http://name:KEY@host), which axios sends as HTTP Basic. Nothing else in the client changes.
+  const adminUrl = new URL(process.env.KARYA_URL);
+  adminUrl.username = 'admin';
+  adminUrl.password = process.env.KARYA_ADMIN_KEY;
+  const admin = new KaryaRestClient(new ClientConfig(adminUrl));
+  user = await admin.createUser(new CreateUserRequest(name));
+  await admin.close();
+  const issued = await fetch(new URL('/v1/user/' + user.id + '/keys', process.env.KARYA_URL), {
+    method: 'POST',
+    headers: { authorization: 'Bearer ' + process.env.KARYA_ADMIN_KEY },
+  });
+  const { key } = await issued.json();
+  const userUrl = new URL(process.env.KARYA_URL);
+  userUrl.username = name;
+  userUrl.password = key;
+  client = new KaryaRestClient(new ClientConfig(userUrl));
+  const anonymous = new KaryaRestClient(new ClientConfig(new URL(process.env.KARYA_URL)));
+  try {
+    await anonymous.getUser(name);
+    out.anonymous = null;
+  } catch (e) {
+    out.anonymous = { status: e.response?.status, data: e.response?.data, challenge: e.response?.headers?.['www-authenticate'] ?? null };
+  }
+  await anonymous.close();
+} else {
+  client = new KaryaRestClient(new ClientConfig(new URL(process.env.KARYA_URL)));
+  user = await client.createUser(new CreateUserRequest(name));
+}
 out.user = { ...user, class: user.constructor.name };
 out.found = await client.getUser(name);
 const hook = new Hook(Trigger.ON_FAILURE, new RestApiRequest('hooks.example.com/failed', new RestApiRequest.JsonBody({ from: 'esm' })));
@@ -45,14 +75,15 @@ process.stdout.write(JSON.stringify(out));
 /** The JSON the native script printed, keyed by step. */
 export type NativeRun = Record<string, Record<string, unknown> | null>;
 
-export function runNativeClient(baseUrl: URL, userName: string): Promise<NativeRun> {
+/** With `adminKey`, runs the apikey-mode scenario: the admin creates the user and its key, the client uses the key. */
+export function runNativeClient(baseUrl: URL, userName: string, adminKey?: string): Promise<NativeRun> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
       ['--input-type=module', '-e', NATIVE_SCRIPT],
       {
         cwd: join(__dirname, '../..'),
-        env: { ...process.env, KARYA_URL: baseUrl.toString(), KARYA_USER: userName, NODE_OPTIONS: '' },
+        env: { ...process.env, KARYA_URL: baseUrl.toString(), KARYA_USER: userName, KARYA_ADMIN_KEY: adminKey ?? '', NODE_OPTIONS: '' },
         timeout: 30_000,
       },
       (err, stdout, stderr) => {

@@ -7,10 +7,11 @@ import { DataSource, DataSourceOptions, MigrationInterface } from 'typeorm';
 import { RepoConfig } from '../../config/karya-config';
 import { KARYA_ENTITIES } from './entities/entities';
 import { initialSchemaMigration } from './migrations/initial-schema.migration';
+import { ApiKeys1765000000000 } from './migrations/api-keys.migration';
 import { PlansFillfactor1764000000000 } from './migrations/plans-fillfactor.migration';
 
 export function karyaMigrations(partitions: number): (new () => MigrationInterface)[] {
-  return [initialSchemaMigration(partitions), PlansFillfactor1764000000000];
+  return [initialSchemaMigration(partitions), PlansFillfactor1764000000000, ApiKeys1765000000000];
 }
 
 /** An arbitrary constant naming Karya's migration advisory lock, so concurrent starts migrate once. */

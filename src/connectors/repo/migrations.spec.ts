@@ -176,3 +176,57 @@ describe('pglite on disk', () => {
     }
   });
 });
+
+describe('the api_keys migration on a database holding the previous schema and its data (psql)', () => {
+  let db3: TestDatabase;
+  beforeAll(async () => (db3 = await createTestDatabase()));
+  afterAll(async () => db3.drop());
+
+  it('adds api_keys beside the existing users, plans and tasks, which are kept as they were', async () => {
+    const config = repoConfig({ provider: 'psql', url: db3.url });
+    const all = karyaMigrations(PARTITIONS);
+    const previous = all.filter((m) => m.name !== 'ApiKeys1765000000000');
+    expect(previous).toHaveLength(all.length - 1);
+    // The schema as the release before this migration left it, with data in it.
+    const old = new DataSource({ type: 'postgres', url: db3.url, migrations: previous, migrationsTableName: 'karya_migrations' });
+    await old.initialize();
+    const userId = randomUUID();
+    const planId = randomUUID();
+    try {
+      await old.runMigrations();
+      await old.query(`INSERT INTO users (id, name) VALUES ($1, 'before-keys')`, [userId]);
+      await old.query(
+        `INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, created_at, updated_at)
+         VALUES ($1, $2, 'old plan', 'PT1M', '{"type":"karya.core.entities.PlanType.OneTime"}', 'CREATED', 3, '{}', now(), now())`,
+        [planId, userId],
+      );
+    } finally {
+      await old.destroy();
+    }
+
+    const ds = buildDataSource(config);
+    await ds.initialize();
+    try {
+      await runMigrations(ds, config);
+      expect(await ds.query(`SELECT name FROM users WHERE id = $1`, [userId])).toEqual([{ name: 'before-keys' }]);
+      expect(await ds.query(`SELECT description FROM plans WHERE id = $1`, [planId])).toEqual([{ description: 'old plan' }]);
+      await ds.query(`INSERT INTO api_keys (id, user_id, prefix, hash, created_at) VALUES ($1, $2, 'karya_abcdef', $3, now())`, [
+        randomUUID(), userId, 'a'.repeat(64),
+      ]);
+      // One hash, one key: the lookup index is unique.
+      await expect(
+        ds.query(`INSERT INTO api_keys (id, user_id, prefix, hash, created_at) VALUES ($1, $2, 'karya_abcdef', $3, now())`, [
+          randomUUID(), userId, 'a'.repeat(64),
+        ]),
+      ).rejects.toThrow(/api_keys_hash_idx/);
+      // A key needs an existing user.
+      await expect(
+        ds.query(`INSERT INTO api_keys (id, user_id, prefix, hash, created_at) VALUES ($1, $2, 'karya_abcdef', $3, now())`, [
+          randomUUID(), randomUUID(), 'b'.repeat(64),
+        ]),
+      ).rejects.toThrow(/foreign key/);
+    } finally {
+      await ds.destroy();
+    }
+  });
+});

@@ -1,6 +1,8 @@
-import { BadRequestException } from '@nestjs/common';
+import { BadRequestException, ForbiddenException } from '@nestjs/common';
+import { shown } from '../../common/params';
+import { EgressPolicy } from '../../egress/egress-policy';
 import { ACTION_TYPE, PLAN_TYPE } from './dto/discriminators';
-import { ActionDto, ChainedRequestDto, HookDto, SubmitPlanRequestDto } from './dto/plan-request.dto';
+import { ActionDto, ChainedRequestDto, HookDto, RestApiRequestDto, SubmitPlanRequestDto } from './dto/plan-request.dto';
 import { parsePeriod } from './period';
 
 export interface PlanRules {
@@ -8,6 +10,12 @@ export interface PlanRules {
   maxChainedDepth: number;
   /** ms; a Recurring plan's period must be at least this. */
   minRecurringPeriod: number;
+  /**
+   * server.yml `application.egress`: a REST base_url whose host is a literal IP address it denies is refused
+   * at submit, for quick feedback. The executor enforces its own policy on every connection regardless;
+   * host names are not resolved here (what they resolve to at run time is what counts).
+   */
+  egress?: EgressPolicy;
 }
 
 function isChained(action: ActionDto): action is ChainedRequestDto {
@@ -57,6 +65,18 @@ function checkAction(action: ActionDto, rules: PlanRules, path: string): void {
     );
   }
   if (isChained(action)) checkPlanRequest(action.request, rules, `${path}.request.`);
+  if (rules.egress && isRestApi(action)) checkBaseUrl(action, rules.egress, `${path}.base_url`);
+}
+
+function isRestApi(action: ActionDto): action is RestApiRequestDto {
+  return action.type === ACTION_TYPE.RestApi;
+}
+
+function checkBaseUrl(action: RestApiRequestDto, egress: EgressPolicy, path: string): void {
+  if (typeof action.base_url !== 'string') return;
+  const protocol = typeof action.protocol === 'string' ? action.protocol.toLowerCase() : 'http';
+  const denied = egress.checkUrl(`${protocol}://${action.base_url}`);
+  if (denied) throw new BadRequestException(`${path}: ${denied.message}; server.yml application.egress does not allow it`);
 }
 
 export function checkRecurringPeriod(periodTime: string, rules: PlanRules, path = 'period_time'): void {
@@ -67,4 +87,31 @@ export function checkRecurringPeriod(periodTime: string, rules: PlanRules, path 
         `(server.yml minRecurringPeriod), got ${JSON.stringify(periodTime)}`,
     );
   }
+}
+
+/**
+ * Every plan request nested in `req` (chained actions, and chained actions of hooks, at any depth) must be
+ * for the same user as `req`: a plan can create plans only for its own owner. The 403 names the field.
+ */
+export function checkChainOwners(req: SubmitPlanRequestDto): void {
+  const owner = req.user_id.toLowerCase();
+  checkNestedOwner(req.action, owner, 'action');
+  checkHookChainOwners(req.hooks ?? [], owner);
+}
+
+/** The same rule for hooks alone (PATCH replaces a stored plan's hooks; `owner` is that plan's user). */
+export function checkHookChainOwners(hooks: HookDto[], owner: string, path = 'hooks'): void {
+  hooks.forEach((hook, i) => checkNestedOwner(hook.action, owner, `${path}[${i}].action`));
+}
+
+function checkNestedOwner(action: ActionDto, owner: string, path: string): void {
+  if (!isChained(action) || !action.request) return;
+  const nested = action.request;
+  if (typeof nested.user_id === 'string' && nested.user_id.toLowerCase() !== owner) {
+    throw new ForbiddenException(
+      `${path}.request.user_id: a chained request creates plans only for the plan's owner (${owner}), got ${shown(nested.user_id)}`,
+    );
+  }
+  checkNestedOwner(nested.action, owner, `${path}.request.action`);
+  checkHookChainOwners(nested.hooks ?? [], owner, `${path}.request.hooks`);
 }

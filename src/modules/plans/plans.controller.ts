@@ -4,6 +4,7 @@ import {
   ApiBody,
   ApiConsumes,
   ApiExtraModels,
+  ApiForbiddenResponse,
   ApiNotFoundResponse,
   ApiOkResponse,
   ApiOperation,
@@ -11,7 +12,12 @@ import {
   ApiQuery,
   ApiServiceUnavailableResponse,
   ApiTags,
+  ApiTooManyRequestsResponse,
+  ApiUnauthorizedResponse,
 } from '@nestjs/swagger';
+import { ApiKeyAuth } from '../../auth/auth-policy';
+import { UNAUTHORIZED } from '../../auth/api.guard';
+import { Caller, CurrentCaller, ownerScope, requireActsFor } from '../../auth/caller';
 import { plainTextResponse as plainText } from '../../common/openapi-responses';
 import { optionalIndex, requireUuid } from '../../common/params';
 import { REQUEST_MODELS, SubmitPlanRequestDto, UpdatePlanRequestDto } from './dto/plan-request.dto';
@@ -33,6 +39,9 @@ const PLAIN_TEXT = plainText('period_time: must not be negative, got "-PT5S"');
 
 @ApiTags('plans')
 @ApiExtraModels(...REQUEST_MODELS, ...RESPONSE_MODELS)
+@ApiUnauthorizedResponse(plainText(UNAUTHORIZED))
+@ApiTooManyRequestsResponse(plainText('Rate limit exceeded --- 6000 requests per minute for user ID | retry after 42 s'))
+@ApiKeyAuth()
 @Controller('v1/plan')
 export class PlansController {
   constructor(private readonly plans: PlansService) {}
@@ -43,7 +52,9 @@ export class PlansController {
   @ApiOkResponse({ type: PlanDto, description: 'The plan, status CREATED' })
   @ApiBadRequestResponse(PLAIN_TEXT)
   @ApiNotFoundResponse(plainText('User (ID) not found'))
-  async submit(@Body() body: SubmitPlanRequestDto): Promise<PlanDto> {
+  @ApiForbiddenResponse(plainText('user_id: a key may act only for its own user, got "…"'))
+  async submit(@CurrentCaller() caller: Caller, @Body() body: SubmitPlanRequestDto): Promise<PlanDto> {
+    requireActsFor(caller, body.user_id, 'user_id');
     return mapPlan(await this.plans.submit(body));
   }
 
@@ -53,8 +64,10 @@ export class PlansController {
   @ApiQuery({ name: 'page', required: false, description: `Page index (page 2 = rows 40-59), 0..${MAX_PAGE}`, schema: { type: 'integer', default: 0, minimum: 0 } })
   @ApiOkResponse({ type: ListPlansResponseDto, description: 'A page of plans' })
   @ApiBadRequestResponse(PLAIN_TEXT)
-  async list(@Query('user_id') userId: unknown, @Query('page') page: unknown): Promise<ListPlansResponseDto> {
+  @ApiForbiddenResponse(plainText('user_id: a key may act only for its own user, got "…"'))
+  async list(@CurrentCaller() caller: Caller, @Query('user_id') userId: unknown, @Query('page') page: unknown): Promise<ListPlansResponseDto> {
     const id = requireUuid('user_id', userId);
+    requireActsFor(caller, id, 'user_id');
     const index = optionalIndex('page', page, 0, MAX_PAGE);
     const { plans, total } = await this.plans.list(id, index);
     return { plans: plans.map(mapPlan), total, offset: index };
@@ -66,8 +79,8 @@ export class PlansController {
   @ApiBadRequestResponse(PLAIN_TEXT)
   @ApiNotFoundResponse(plainText('Plan not found --- ID'))
   @ApiServiceUnavailableResponse(plainText('Unable to acquire lock on --- ID | Try again later'))
-  async update(@Body() body: UpdatePlanRequestDto): Promise<PlanDto> {
-    return mapPlan(await this.plans.update(body));
+  async update(@CurrentCaller() caller: Caller, @Body() body: UpdatePlanRequestDto): Promise<PlanDto> {
+    return mapPlan(await this.plans.update(body, ownerScope(caller)));
   }
 
   @Get(':plan_id')
@@ -76,8 +89,8 @@ export class PlansController {
   @ApiOkResponse({ type: GetPlanResponseDto, description: 'The plan and its latest task' })
   @ApiBadRequestResponse(PLAIN_TEXT)
   @ApiNotFoundResponse(plainText('Plan not found --- ID'))
-  async get(@Param('plan_id') planId: string): Promise<GetPlanResponseDto> {
-    const { plan, latestTask } = await this.plans.get(requireUuid('plan_id', planId));
+  async get(@CurrentCaller() caller: Caller, @Param('plan_id') planId: string): Promise<GetPlanResponseDto> {
+    const { plan, latestTask } = await this.plans.get(requireUuid('plan_id', planId), ownerScope(caller));
     return { plan: mapPlan(plan), latest_task: latestTask ? mapTask(latestTask) : null };
   }
 
@@ -87,8 +100,8 @@ export class PlansController {
   @ApiOkResponse({ type: GetSummaryResponseDto, description: 'The plan, its tasks and error logs' })
   @ApiBadRequestResponse(PLAIN_TEXT)
   @ApiNotFoundResponse(plainText('Plan not found --- ID'))
-  async summary(@Param('plan_id') planId: string): Promise<GetSummaryResponseDto> {
-    const { plan, tasks, errorLogs } = await this.plans.summary(requireUuid('plan_id', planId));
+  async summary(@CurrentCaller() caller: Caller, @Param('plan_id') planId: string): Promise<GetSummaryResponseDto> {
+    const { plan, tasks, errorLogs } = await this.plans.summary(requireUuid('plan_id', planId), ownerScope(caller));
     return { plan: mapPlan(plan), tasks: tasks.map(mapTask), error_logs: errorLogs.map(mapErrorLog) };
   }
 
@@ -102,7 +115,7 @@ export class PlansController {
   @ApiBadRequestResponse(PLAIN_TEXT)
   @ApiNotFoundResponse(plainText('Plan not found --- ID'))
   @ApiServiceUnavailableResponse(plainText('Unable to acquire lock on --- ID | Try again later'))
-  async cancel(@Param('plan_id') planId: string): Promise<PlanDto> {
-    return mapPlan(await this.plans.cancel(requireUuid('plan_id', planId)));
+  async cancel(@CurrentCaller() caller: Caller, @Param('plan_id') planId: string): Promise<PlanDto> {
+    return mapPlan(await this.plans.cancel(requireUuid('plan_id', planId), ownerScope(caller)));
   }
 }

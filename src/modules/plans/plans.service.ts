@@ -1,13 +1,14 @@
 import { randomInt, randomUUID } from 'node:crypto';
-import { Injectable, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
+import { ForbiddenException, HttpException, HttpStatus, Injectable, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
 import { RepoConfig, ServerConfig } from '../../config/karya-config';
 import { ErrorLogEntity } from '../../connectors/repo/entities/error-log.entity';
 import { JsonObject, PlanEntity, PlanStatus } from '../../connectors/repo/entities/plan.entity';
 import { TaskEntity, TaskStatus } from '../../connectors/repo/entities/task.entity';
 import { DistributedLock } from '../../connectors/lock/lock.port';
+import { EgressPolicy } from '../../egress/egress-policy';
 import { SubmitPlanRequestDto, UpdatePlanRequestDto } from './dto/plan-request.dto';
 import { isRecurring } from './dto/plan-response.dto';
-import { checkHooks, checkPlanRequest, checkRecurringPeriod, PlanRules } from './plan-request.rules';
+import { checkChainOwners, checkHookChainOwners, checkHooks, checkPlanRequest, checkRecurringPeriod, PlanRules } from './plan-request.rules';
 import { parsePeriod } from './period';
 import { PlanChanges, PlansRepository } from './plans.repository';
 
@@ -30,18 +31,29 @@ export class PlansService {
     private readonly plans: PlansRepository,
     private readonly lock: DistributedLock,
     private readonly repoConfig: RepoConfig,
-    server: ServerConfig,
+    private readonly server: ServerConfig,
   ) {
     this.rules = {
       strictMode: server.strictMode,
       maxChainedDepth: server.maxChainedDepth,
       minRecurringPeriod: server.minRecurringPeriod,
+      egress: new EgressPolicy(server.egress),
     };
   }
 
   /** Plan and first task in one transaction (the original could leave a plan without a task). */
   async submit(req: SubmitPlanRequestDto, parentPlanId: string | null = null): Promise<PlanEntity> {
     checkPlanRequest(req, this.rules);
+    checkChainOwners(req);
+    if (parentPlanId !== null) await this.checkParentOwner(req.user_id, parentPlanId);
+    // Not for chained children (executors submit them): their root was admitted under the cap, and refusing
+    // one would fail a running task. A soft cap: concurrent submissions may all pass the count before any is
+    // stored. No Retry-After: a slot frees when a plan completes or is cancelled, which no server can foresee.
+    const cap = this.server.maxLivePlansPerUser;
+    const live = cap > 0 && parentPlanId === null ? await this.plans.countLivePlans(req.user_id.toLowerCase()) : 0;
+    if (cap > 0 && live >= cap) {
+      throw new HttpException(`Live plan limit reached --- user ${req.user_id.toLowerCase()} has ${live} live plans (limit ${cap})`, HttpStatus.TOO_MANY_REQUESTS);
+    }
     const now = new Date();
     const plan: PlanEntity = {
       id: randomUUID(),
@@ -77,15 +89,17 @@ export class PlansService {
     return plan;
   }
 
-  async get(id: string): Promise<{ plan: PlanEntity; latestTask: TaskEntity | null }> {
-    const plan = await this.plans.findPlan(id);
-    if (!plan) throw planNotFound(id);
+  /**
+   * `owner`, when given, confines every plan lookup to that user's plans: another user's plan is answered
+   * exactly as one that does not exist (404), so ids of other users' plans cannot even be confirmed.
+   */
+  async get(id: string, owner?: string): Promise<{ plan: PlanEntity; latestTask: TaskEntity | null }> {
+    const plan = await this.findVisible(id, owner);
     return { plan, latestTask: await this.plans.latestTask(id) };
   }
 
-  async summary(id: string): Promise<{ plan: PlanEntity; tasks: TaskEntity[]; errorLogs: ErrorLogEntity[] }> {
-    const plan = await this.plans.findPlan(id);
-    if (!plan) throw planNotFound(id);
+  async summary(id: string, owner?: string): Promise<{ plan: PlanEntity; tasks: TaskEntity[]; errorLogs: ErrorLogEntity[] }> {
+    const plan = await this.findVisible(id, owner);
     const [tasks, errorLogs] = await Promise.all([this.plans.tasksOf(id), this.plans.errorLogsOf(id)]);
     return { plan, tasks, errorLogs };
   }
@@ -95,11 +109,13 @@ export class PlansService {
   }
 
   /** Non-null fields replace stored values; a new period applies from the next task created. */
-  update(req: UpdatePlanRequestDto): Promise<PlanEntity> {
+  async update(req: UpdatePlanRequestDto, owner?: string): Promise<PlanEntity> {
+    // Checked before the lock too, so nobody can hold up (or time) another user's plan through its lock.
+    await this.findVisible(req.plan_id, owner);
     return this.withPlanLock(req.plan_id, () =>
       this.plans.transaction(async (m) => {
         const plan = await this.plans.findPlanForUpdate(m, req.plan_id);
-        if (!plan) throw planNotFound(req.plan_id);
+        if (!plan || (owner !== undefined && plan.userId !== owner)) throw planNotFound(req.plan_id);
         const changes: PlanChanges = { updatedAt: new Date() };
         if (req.period_time != null) {
           if (isRecurring(plan.type)) checkRecurringPeriod(req.period_time, this.rules);
@@ -108,6 +124,7 @@ export class PlansService {
         if (req.max_failure_retry != null) changes.maxFailureRetry = req.max_failure_retry;
         if (req.hooks != null) {
           checkHooks(req.hooks, this.rules);
+          checkHookChainOwners(req.hooks, plan.userId);
           changes.hook = toJson(req.hooks) as unknown as JsonObject[];
         }
         // Only the changed columns are written, so a concurrent cancel's status is never overwritten.
@@ -121,11 +138,12 @@ export class PlansService {
    * Cancels the plan (unless already final, when it is returned unchanged) and, always, every live
    * descendant: a completed OneTime parent whose chained child still runs is exactly what users cancel.
    */
-  cancel(id: string): Promise<PlanEntity> {
+  async cancel(id: string, owner?: string): Promise<PlanEntity> {
+    await this.findVisible(id, owner);
     return this.withPlanLock(id, () =>
       this.plans.transaction(async (m) => {
         const plan = await this.plans.findPlanForUpdate(m, id);
-        if (!plan) throw planNotFound(id);
+        if (!plan || (owner !== undefined && plan.userId !== owner)) throw planNotFound(id);
         const now = new Date();
         let result = plan;
         if (!FINAL.includes(plan.status)) {
@@ -136,6 +154,24 @@ export class PlansService {
         return result;
       }),
     );
+  }
+
+  private async findVisible(id: string, owner: string | undefined): Promise<PlanEntity> {
+    const plan = await this.plans.findPlan(id);
+    if (!plan || (owner !== undefined && plan.userId !== owner)) throw planNotFound(id);
+    return plan;
+  }
+
+  /**
+   * A chained child is created for the owner of the plan that runs it, and nobody else. Checked at submit
+   * (checkChainOwners) and here again when the executor creates the child, in case the stored request was
+   * written before that check existed.
+   */
+  private async checkParentOwner(userId: string, parentPlanId: string): Promise<void> {
+    const parent = await this.plans.findPlan(parentPlanId);
+    if (parent && parent.userId !== userId.toLowerCase()) {
+      throw new ForbiddenException(`user_id: a chained request creates plans only for its parent plan's owner (${parent.userId}), got ${JSON.stringify(userId)}`);
+    }
   }
 
   /** The per-plan lock of update and cancel; not getting it in the configured wait is a 503, as in the original. */

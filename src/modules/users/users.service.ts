@@ -23,4 +23,11 @@ export class UsersService {
     if (!user) throw new NotFoundException(`User (${name}) not found`);
     return user;
   }
+
+  /** The user `id` when its name is exactly `name`; the same 404 as getByName otherwise. */
+  async getOwnByName(id: string, name: string): Promise<UserEntity> {
+    const user = await this.users.findOne({ where: { id, name } });
+    if (!user) throw new NotFoundException(`User (${name}) not found`);
+    return user;
+  }
 }

@@ -1,7 +1,8 @@
+import { ApiKeyEntity } from './api-key.entity';
 import { ErrorLogEntity } from './error-log.entity';
 import { PlanEntity } from './plan.entity';
 import { TaskEntity } from './task.entity';
 import { UserEntity } from './user.entity';
 
 /** Every entity TypeORM must know about; the one list the data source and tests share. */
-export const KARYA_ENTITIES = [UserEntity, PlanEntity, TaskEntity, ErrorLogEntity];
+export const KARYA_ENTITIES = [UserEntity, PlanEntity, TaskEntity, ErrorLogEntity, ApiKeyEntity];
