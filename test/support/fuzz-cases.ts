@@ -322,8 +322,8 @@ function badValue(rng: Rng, m: BodyModel, ctx: FuzzContext): Mutated | undefined
         value = rng.chance(0.5) ? rng.uuid() : rng.uuid().toUpperCase();
         if (kind.role === 'user') expect = { statuses: [404], text: new RegExp(`^User \\(${value}\\) not found$`, 'i') };
         else if (kind.role === 'plan') expect = { statuses: [404], text: new RegExp(`^Plan not found --- ${value}$`, 'i') };
-        // A nested request's user is only looked up when the chained action runs (the contract checks the top level).
-        else expect = { statuses: [200, 404] };
+        // A nested (chained) request may only be for the plan's owner: any other id, known or not, is a 403.
+        else expect = { statuses: [403], text: new RegExp(`^${escapeRegExp(label(slot.path))}: a chained request creates plans only for the plan's owner `) };
       } else {
         value = rng.pick(badUuids(rng, String(getAt(body, slot.path) ?? ctx.userId)));
       }
