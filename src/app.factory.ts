@@ -4,9 +4,11 @@ import { SwaggerModule } from '@nestjs/swagger';
 import { AppModule } from './app.module';
 import { collapseSlashes } from './common/collapse-slashes.middleware';
 import { PlainTextExceptionFilter } from './common/plain-text-exception.filter';
+import { RequestDeadlineInterceptor } from './common/request-deadline.interceptor';
 import { karyaValidationPipe } from './common/validation.pipe';
 import { KaryaConfig } from './config/karya-config';
 import { QueueName, TaskQueue } from './connectors/queue/queue.port';
+import { executorPrefetch } from './pipeline/executor-message';
 import { QueueTransport } from './pipeline/queue.transport';
 import { createOpenApiDocument } from './openapi';
 import { Role } from './role/role';
@@ -30,6 +32,7 @@ export async function createApp(config: KaryaConfig, options: CreateAppOptions =
     optionsSuccessStatus: 200,
   });
   app.useGlobalFilters(new PlainTextExceptionFilter());
+  app.useGlobalInterceptors(new RequestDeadlineInterceptor(config.server.requestTimeout));
   app.useGlobalPipes(karyaValidationPipe());
   if (config.roles.has(Role.Server)) {
     // Built by the same code as the committed openapi/karya-v1.json (npm run openapi).
@@ -39,8 +42,11 @@ export async function createApp(config: KaryaConfig, options: CreateAppOptions =
   }
   if (config.roles.has(Role.Executor)) {
     // The executor's @EventPattern handlers run behind a transport over the queue port (RabbitMQ or memory).
+    // Prefetches that bound the tasks held, not just the messages (executorPrefetch).
+    const prefetch = executorPrefetch(config.executor.concurrency);
     const queues = [
-      { name: QueueName.Executor, prefetch: config.executor.concurrency },
+      { name: QueueName.Executor, prefetch: prefetch.lone },
+      { name: QueueName.ExecutorBatch, prefetch: prefetch.batch },
       { name: QueueName.Hooks, prefetch: config.executor.concurrency },
     ];
     // Not inheritAppConfig: the HTTP error filter and validation pipe mean nothing to queue messages.

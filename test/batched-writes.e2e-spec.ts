@@ -3,6 +3,7 @@
 // PGlite. Also the claim's lease, which lets an executor start a task with a read instead of a write.
 import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
+import { loadConfig } from '../src/config/config.loader';
 import { RepoConfig } from '../src/config/karya-config';
 import { buildDataSource, runMigrations } from '../src/connectors/repo/data-source.factory';
 import { PlanEntity, PlanStatus } from '../src/connectors/repo/entities/plan.entity';
@@ -16,8 +17,8 @@ import { createTestDatabase, TestDatabase } from './support/postgres';
 const PARTITIONS = 3;
 let db: TestDatabase | undefined;
 const targets = [
-  { name: 'real PostgreSQL', config: (): RepoConfig => ({ provider: 'psql', partitions: PARTITIONS, poolSize: 8, connectionTimeout: 5000, dataDir: '', url: db!.url }) },
-  { name: 'PGlite', config: (): RepoConfig => ({ provider: 'pglite', partitions: PARTITIONS, poolSize: 1, connectionTimeout: 5000, dataDir: 'memory' }) },
+  { name: 'real PostgreSQL', config: (): RepoConfig => ({ provider: 'psql', partitions: PARTITIONS, poolSize: 8, connectionTimeout: 5000, connectTimeout: 5000, statementTimeout: 5000, dataDir: '', url: db!.url }) },
+  { name: 'PGlite', config: (): RepoConfig => ({ provider: 'pglite', partitions: PARTITIONS, poolSize: 1, connectionTimeout: 5000, connectTimeout: 5000, statementTimeout: 5000, dataDir: 'memory' }) },
 ];
 
 describe.each(targets)('batched writes on $name', (target) => {
@@ -33,7 +34,7 @@ describe.each(targets)('batched writes on $name', (target) => {
     await ds.initialize();
     await runMigrations(ds, config);
     plans = new PlansRepository(ds);
-    results = new TaskResultsRepository(ds);
+    results = new TaskResultsRepository(ds, loadConfig({}).config.executor);
     userId = randomUUID();
     await ds.query(`INSERT INTO users (id, name, created_at) VALUES ($1, 'batch', now())`, [userId]);
   });

@@ -12,7 +12,7 @@ export const T = {
   Rest: 'karya.core.entities.Action.RestApiRequest',
   Json: 'karya.core.entities.http.Body.JsonBody',
 };
-export const KARYA_QUEUES = ['karya-executor-queue', 'karya-hooks-queue', 'karya-dead-letter-queue'];
+export const KARYA_QUEUES = ['karya-executor-queue', 'karya-executor-batch-queue', 'karya-hooks-queue', 'karya-dead-letter-queue'];
 
 /**
  * Tuning used by the benchmark, per deployment. Everything else is Karya's default.

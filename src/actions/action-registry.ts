@@ -18,8 +18,18 @@ export class ActionRegistry implements OnApplicationShutdown {
     const egress = new EgressPolicy(config.egress);
     for (const connector of config.connectors) {
       const plugin = this.build(connector.type, connector.configs, plans, egress);
-      if (plugin) this.plugins.set(plugin.actionType, plugin);
+      if (plugin) this.register(plugin);
     }
+  }
+
+  /**
+   * Enables a plugin for its action type, replacing any other. Besides the constructor, only tests call it:
+   * a plugin that misbehaves as no real target can make one (throwing after the claim, for instance) is the
+   * only way to prove what the executor does then, and registering it on the running app tests the app
+   * as it ships rather than a copy with a swapped module.
+   */
+  register(plugin: ActionPlugin): void {
+    this.plugins.set(plugin.actionType, plugin);
   }
 
   /** The plugin for an action type, or undefined when this executor has none enabled for it. */

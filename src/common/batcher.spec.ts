@@ -68,15 +68,63 @@ describe('Batcher', () => {
     await expect(Promise.all(later)).resolves.toEqual(['r2', 'r3', 'r4']);
   });
 
-  it('rejects only the items of a failing batch', async () => {
+  it('when a batch fails, runs its items alone and rejects only the one that fails alone, with its own error', async () => {
+    const calls: number[][] = [];
     const b = new Batcher<number, number>(async (items) => {
-      if (items.includes(13)) throw new Error('unlucky batch');
+      calls.push(items);
+      if (items.includes(13)) throw new Error(items.length === 1 ? 'thirteen' : 'unlucky batch');
       return items;
-    }, { maxBatch: 2, maxInFlight: 4 });
+    }, { maxBatch: 3, maxInFlight: 4 });
     const results = await Promise.allSettled([12, 13, 14].map((i) => b.add(i)));
-    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'fulfilled']);
-    expect((results[0] as PromiseRejectedResult).reason).toEqual(new Error('unlucky batch'));
+    expect(results).toEqual([
+      { status: 'fulfilled', value: 12 },
+      { status: 'rejected', reason: new Error('thirteen') },
+      { status: 'fulfilled', value: 14 },
+    ]);
+    expect(calls).toEqual([[12, 13, 14], [12], [13], [14]]);
     await expect(b.add(15)).resolves.toBe(15); // the batcher keeps working
+  });
+
+  it('runs every batch through retry, and runs the items alone only when the batch still fails', async () => {
+    const calls: number[][] = [];
+    let failuresLeft = 2;
+    const tries: number[] = [];
+    // A retry that tries up to 3 times, as withTransientRetry would for a transient error.
+    const retry = async <T>(work: () => Promise<T>): Promise<T> => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await work();
+        } catch (e) {
+          tries.push(attempt);
+          if (attempt >= 3) throw e;
+        }
+      }
+    };
+    const b = new Batcher<number, number>(async (items) => {
+      calls.push(items);
+      if (failuresLeft-- > 0) throw new Error('connection lost');
+      return items.map((i) => i * 2);
+    }, { maxBatch: 10, maxInFlight: 1, retry });
+    await expect(Promise.all([1, 2, 3].map((i) => b.add(i)))).resolves.toEqual([2, 4, 6]);
+    expect(calls).toEqual([[1, 2, 3], [1, 2, 3], [1, 2, 3]]); // retried as a batch: no item run alone
+    expect(tries).toEqual([1, 2]);
+
+    failuresLeft = 3; // the batch fails on all 3 tries; each item alone then succeeds
+    calls.length = 0;
+    await expect(Promise.all([4, 5].map((i) => b.add(i)))).resolves.toEqual([8, 10]);
+    expect(calls).toEqual([[4, 5], [4, 5], [4, 5], [4], [5]]);
+  });
+
+  it('rejects the items of a batch that fails however it is run, each with the error of its own last try', async () => {
+    let n = 0;
+    const b = new Batcher<number, number>(async () => {
+      throw new Error(`down ${++n}`);
+    }, { maxBatch: 10, maxInFlight: 1 });
+    const results = await Promise.allSettled([1, 2].map((i) => b.add(i)));
+    expect(results).toEqual([
+      { status: 'rejected', reason: new Error('down 2') },
+      { status: 'rejected', reason: new Error('down 3') },
+    ]);
   });
 
   it('rejects one item whose result is a failure and answers the others', async () => {
@@ -94,7 +142,7 @@ describe('Batcher', () => {
 
   it('rejects a batch whose run returned the wrong number of results', async () => {
     const b = new Batcher<number, number>(async (items) => items.slice(1), { maxBatch: 10, maxInFlight: 1 });
-    await expect(Promise.all([1, 2].map((i) => b.add(i)))).rejects.toThrow('batch returned 1 results for 2 items');
+    await expect(Promise.all([1, 2].map((i) => b.add(i)))).rejects.toThrow('batch returned 0 results for 1 items'); // alone, too
   });
 
   it('refuses a configuration that could never run a batch', () => {

@@ -1,9 +1,19 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
 import type { Response } from 'express';
+import { isDatabaseUnavailable } from '../connectors/repo/transient';
+
+/**
+ * Seconds a client is asked to wait after a 503 (Retry-After). Short: the outages behind it (a database
+ * restarting or failing over, a lock service blip) last seconds, and the operations are safe to repeat.
+ */
+export const UNAVAILABLE_RETRY_AFTER_S = 2;
+const DATABASE_UNAVAILABLE = 'Service unavailable --- the database is not answering | Try again later';
 
 /**
  * The wire contract: errors are a status code plus a plain-text body holding only the message, which
  * clients show to people. Unexpected errors are logged and answered with a fixed text (no internals leak).
+ * A database that is down, unreachable or too slow (after the repositories' own retries) is a 503 with
+ * Retry-After, as is every 503: a client can act on that, not on a 500.
  */
 @Catch()
 export class PlainTextExceptionFilter implements ExceptionFilter {
@@ -12,11 +22,18 @@ export class PlainTextExceptionFilter implements ExceptionFilter {
   catch(exception: unknown, host: ArgumentsHost): void {
     const res = host.switchToHttp().getResponse<Response>();
     const { status, message } = this.describe(exception);
-    if (status >= 500) this.logger.error(exception instanceof Error ? (exception.stack ?? exception.message) : String(exception));
+    if (status === HttpStatus.SERVICE_UNAVAILABLE) {
+      // Expected during an outage, and one per request: a line without the stack is enough.
+      this.logger.warn(`503: ${exception instanceof Error ? exception.message : String(exception)}`);
+      if (!res.getHeader('Retry-After')) res.setHeader('Retry-After', String(UNAVAILABLE_RETRY_AFTER_S));
+    } else if (status >= 500) {
+      this.logger.error(exception instanceof Error ? (exception.stack ?? exception.message) : String(exception));
+    }
     res.status(status).type('text/plain; charset=utf-8').send(message);
   }
 
   private describe(exception: unknown): { status: number; message: string } {
+    if (isDatabaseUnavailable(exception)) return { status: HttpStatus.SERVICE_UNAVAILABLE, message: DATABASE_UNAVAILABLE };
     if (!(exception instanceof HttpException)) {
       return { status: HttpStatus.INTERNAL_SERVER_ERROR, message: 'Internal server error' };
     }

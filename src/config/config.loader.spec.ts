@@ -40,6 +40,7 @@ describe('loadConfig', () => {
       egress: { allowPrivateNetworks: true, allow: [] },
       rateLimit: { requestsPerMinute: 0, submissionsPerMinute: 0 },
       maxLivePlansPerUser: 0,
+      requestTimeout: 8000,
     });
     expect(config.executor.egress).toEqual({ allowPrivateNetworks: true, allow: [] });
     expect(config.scheduler).toMatchObject({ workers: 3, channelCapacity: 10, pollFrequency: 300, executionBuffer: 1000 });
@@ -64,6 +65,8 @@ describe('loadConfig', () => {
       url: 'postgres://karya:karya@localhost:5432/karya',
       poolSize: 10,
       connectionTimeout: 5000,
+      connectTimeout: 3000,
+      statementTimeout: 5000,
       dataDir: './.karya/data',
     });
     expect(config.providers.lock).toEqual({
@@ -74,6 +77,7 @@ describe('loadConfig', () => {
       clusterNodes: ['redis://localhost:6379'],
       password: 'karya',
       connectTimeout: 5000,
+      commandTimeout: 2000,
     });
     expect(config.providers.queue).toEqual({
       provider: 'rabbitmq',
@@ -81,6 +85,9 @@ describe('loadConfig', () => {
       password: 'karya',
       virtualHost: '/',
       clusterNodes: ['localhost:5672'],
+      heartbeat: 5,
+      connectTimeout: 5000,
+      publishTimeout: 10_000,
     });
     expect(config.server).toEqual({
       port: 8080,
@@ -94,6 +101,7 @@ describe('loadConfig', () => {
       egress: { allowPrivateNetworks: false, allow: [] },
       rateLimit: { requestsPerMinute: 0, submissionsPerMinute: 0 },
       maxLivePlansPerUser: 0,
+      requestTimeout: 8000,
     });
     expect(config.executor.egress).toEqual({ allowPrivateNetworks: false, allow: [] });
     expect(config.scheduler).toEqual({
@@ -157,6 +165,48 @@ describe('loadConfig', () => {
     const { config } = loadConfig({ KARYA_SERVER_CONFIG_PATH: server });
     expect(config.server.maxChainedDepth).toBe(4);
     expect(config.server.metricsEnabled).toBe(false);
+  });
+
+  it('reads the bounded waits of every connection and the request deadline, and rejects values out of range', () => {
+    const providers = tmp.write(
+      'providers.yml',
+      [
+        'repo:',
+        '  provider: psql',
+        '  properties:',
+        '    url: postgres://k@db:5432/k',
+        '    hikari: { connectionTimeout: 7000 }',
+        '    acquireTimeout: 1500',
+        '    connectTimeout: 1200',
+        '    statementTimeout: 0',
+        'lock:',
+        '  provider: redis',
+        '  properties: { commandTimeout: 750 }',
+        'queue:',
+        '  provider: rabbitmq',
+        '  properties: { heartbeat: 2, connectTimeout: 2500, publishTimeout: 4000 }',
+        '',
+      ].join('\n'),
+    );
+    const server = tmp.write('server.yml', 'application:\n  requestTimeout: 6000\n');
+    const { config } = loadConfig({ KARYA_ROLE: 'scheduler', KARYA_PROVIDERS_CONFIG_PATH: providers, KARYA_SERVER_CONFIG_PATH: server });
+    // acquireTimeout is the same wait as HikariCP's connectionTimeout, and the explicit key wins.
+    expect(config.providers.repo).toMatchObject({ connectionTimeout: 1500, connectTimeout: 1200, statementTimeout: 0 });
+    expect(config.providers.lock.commandTimeout).toBe(750);
+    expect(config.providers.queue).toMatchObject({ heartbeat: 2, connectTimeout: 2500, publishTimeout: 4000 });
+    expect(config.server.requestTimeout).toBe(6000);
+
+    const hikariOnly = tmp.write('hikari.yml', 'repo:\n  provider: psql\n  properties:\n    hikari: { connectionTimeout: 7000 }\n');
+    expect(loadConfig({ KARYA_ROLE: 'all', KARYA_PROVIDERS_CONFIG_PATH: hikariOnly }).config.providers.repo.connectionTimeout).toBe(7000);
+
+    const bad = tmp.write(
+      'bad.yml',
+      'repo:\n  provider: psql\n  properties:\n    statementTimeout: -1\n    acquireTimeout: 0\nlock:\n  provider: redis\n  properties: { commandTimeout: 0 }\nqueue:\n  provider: rabbitmq\n  properties: { heartbeat: 601, publishTimeout: 0 }\n',
+    );
+    const problems = problemsOf({ KARYA_ROLE: 'scheduler', KARYA_PROVIDERS_CONFIG_PATH: bad });
+    for (const key of ['statementTimeout', 'acquireTimeout', 'commandTimeout', 'heartbeat', 'publishTimeout']) {
+      expect(problems.some((p) => p.includes(key))).toBe(true);
+    }
   });
 
   it('treats an empty file as all defaults', () => {

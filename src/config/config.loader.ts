@@ -4,6 +4,7 @@ import { validateSync, ValidationError } from 'class-validator';
 import * as ipaddr from 'ipaddr.js';
 import { parse as parseYaml } from 'yaml';
 import { describeRoles, isAllRoles, parseRoles, Role, RoleError } from '../role/role';
+import { DEFAULT_MAX_ERROR_TEXT_BYTES } from '../common/storable-text';
 import {
   AuthSection,
   CONNECTOR_CONFIG_CLASSES,
@@ -58,10 +59,21 @@ export const EXECUTOR_ONLY_PORT = 8082;
 export const DEFAULTS = {
   partitions: 5,
   pgliteDataDir: './.karya/data',
-  psql: { host: 'localhost', port: 5432, database: 'karya', user: 'karya', password: 'karya', poolSize: 10, connectionTimeout: 5000 },
-  lock: { waitTime: 1000, leaseTime: 5000, clusterNodes: ['redis://localhost:6379'], connectTimeout: 5000 },
-  queue: { username: 'guest', password: 'guest', virtualHost: '/', clusterNodes: ['localhost:5672'] },
-  server: { port: 8080, strictMode: true, maxChainedDepth: 2, metricsEnabled: true, minRecurringPeriod: 1000 },
+  /**
+   * The timeouts bound every wait on a service that stops answering, so an API call fails with a 503 well
+   * within 10 s (acquire + statement) and a background loop moves on, instead of either hanging.
+   */
+  psql: {
+    host: 'localhost', port: 5432, database: 'karya', user: 'karya', password: 'karya', poolSize: 10,
+    connectionTimeout: 3000, connectTimeout: 3000, statementTimeout: 5000,
+  },
+  lock: { waitTime: 1000, leaseTime: 5000, clusterNodes: ['redis://localhost:6379'], connectTimeout: 5000, commandTimeout: 2000 },
+  queue: {
+    username: 'guest', password: 'guest', virtualHost: '/', clusterNodes: ['localhost:5672'],
+    heartbeat: 5, connectTimeout: 5000, publishTimeout: 10_000,
+  },
+  /** requestTimeout: a client hears back within 10 s even when a dependency is silent (README "Failure handling"). */
+  server: { port: 8080, strictMode: true, maxChainedDepth: 2, metricsEnabled: true, minRecurringPeriod: 1000, requestTimeout: 8000 },
   /**
    * Per-user limits in apikey mode (off in none mode unless configured): generous enough for a busy
    * client, small enough that one runaway key cannot starve the others.
@@ -73,6 +85,7 @@ export const DEFAULTS = {
   executor: {
     metricsEnabled: true,
     concurrency: 64,
+    maxErrorTextLength: DEFAULT_MAX_ERROR_TEXT_BYTES,
     retry: { initialDelay: 1000, multiplier: 2, maxDelay: 300_000, jitter: 0.2 },
     /** Without executor.yml the original enabled nothing; config.md: restapi and chained. */
     connectors: ['restapi', 'chained'] as ConnectorType[],
@@ -235,7 +248,9 @@ function resolveProviders(file: ProvidersFile | undefined, problems: string[], w
     provider: (repoSection?.provider as RepoConfig['provider'] | undefined) ?? 'pglite',
     partitions,
     poolSize: props?.poolSize ?? DEFAULTS.psql.poolSize,
-    connectionTimeout: DEFAULTS.psql.connectionTimeout,
+    connectionTimeout: props?.acquireTimeout ?? DEFAULTS.psql.connectionTimeout,
+    connectTimeout: props?.connectTimeout ?? DEFAULTS.psql.connectTimeout,
+    statementTimeout: props?.statementTimeout ?? DEFAULTS.psql.statementTimeout,
     dataDir: props?.dataDir ?? DEFAULTS.pgliteDataDir,
   };
   if (repo.provider === 'psql') {
@@ -251,7 +266,7 @@ function resolveProviders(file: ProvidersFile | undefined, problems: string[], w
       repo.url = hikariToUrl(hikari, warnings);
     }
     repo.poolSize = props?.poolSize ?? hikari?.maximumPoolSize ?? DEFAULTS.psql.poolSize;
-    repo.connectionTimeout = hikari?.connectionTimeout ?? DEFAULTS.psql.connectionTimeout;
+    repo.connectionTimeout = props?.acquireTimeout ?? hikari?.connectionTimeout ?? DEFAULTS.psql.connectionTimeout;
   }
 
   const lockProps = file?.lock?.properties;
@@ -263,6 +278,7 @@ function resolveProviders(file: ProvidersFile | undefined, problems: string[], w
     clusterNodes: lockProps?.clusterNodes ?? [...DEFAULTS.lock.clusterNodes],
     password: lockProps?.password,
     connectTimeout: lockProps?.['connection.timeout'] ?? DEFAULTS.lock.connectTimeout,
+    commandTimeout: lockProps?.commandTimeout ?? DEFAULTS.lock.commandTimeout,
   };
   lock.clusterNodes.forEach((node, i) => {
     if (!/^rediss?:\/\/[^/:]+(:\d+)?\/?$/.test(node)) {
@@ -277,6 +293,9 @@ function resolveProviders(file: ProvidersFile | undefined, problems: string[], w
     password: queueProps?.password ?? DEFAULTS.queue.password,
     virtualHost: queueProps?.virtualHost ?? DEFAULTS.queue.virtualHost,
     clusterNodes: queueProps?.clusterNodes ?? [...DEFAULTS.queue.clusterNodes],
+    heartbeat: queueProps?.heartbeat ?? DEFAULTS.queue.heartbeat,
+    connectTimeout: queueProps?.connectTimeout ?? DEFAULTS.queue.connectTimeout,
+    publishTimeout: queueProps?.publishTimeout ?? DEFAULTS.queue.publishTimeout,
   };
   queue.clusterNodes.forEach((node, i) => {
     if (!/^[^/:\s]+:\d+$/.test(node)) {
@@ -339,6 +358,7 @@ function resolveServer(
       submissionsPerMinute: limits?.submissionsPerMinute ?? limitDefaults.submissionsPerMinute,
     },
     maxLivePlansPerUser: a?.maxLivePlansPerUser ?? 0,
+    requestTimeout: a?.requestTimeout ?? d.requestTimeout,
   };
 }
 
@@ -441,6 +461,7 @@ function resolveExecutor(file: ExecutorFile | undefined, repoProvider: RepoConfi
     connectors,
     concurrency: a?.concurrency ?? d.concurrency,
     egress: resolveEgress(a?.egress, repoProvider, 'executor.yml', problems),
+    maxErrorTextLength: a?.maxErrorTextLength ?? d.maxErrorTextLength,
     retry: {
       initialDelay: a?.retry?.initialDelay ?? d.retry.initialDelay,
       multiplier: a?.retry?.multiplier ?? d.retry.multiplier,

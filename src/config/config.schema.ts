@@ -81,6 +81,10 @@ export class RepoProperties {
   @Map() hikari?: Record<string, unknown>;
   @Int(1, 1000) poolSize?: number;
   @Str() dataDir?: string;
+  /** ms; bounded waits, so a silent database fails calls instead of hanging them (README "providers.yml"). */
+  @Int(1) connectTimeout?: number;
+  @Int(1) acquireTimeout?: number;
+  @Int(0) statementTimeout?: number;
 }
 
 export class RepoSection {
@@ -96,6 +100,8 @@ export class LockProperties {
   @Int(0) waitTime?: number;
   @Int(1) leaseTime?: number;
   @Int(0) 'connection.timeout'?: number;
+  /** ms a command may wait for its reply before it fails and the connection is deemed dead. */
+  @Int(1) commandTimeout?: number;
   /** Redisson pool settings: ioredis multiplexes one connection, so these are accepted and unused. */
   @Int(1) 'connection.poolSize'?: number;
   @Int(0) 'connection.minimumIdleSize'?: number;
@@ -111,6 +117,10 @@ export class QueueProperties {
   @Str() password?: string;
   @Str() virtualHost?: string;
   @StrList() clusterNodes?: string[];
+  /** AMQP heartbeat in seconds (as RabbitMQ negotiates it); 0 turns heartbeats off. */
+  @Int(0, 600) heartbeat?: number;
+  @Int(1) connectTimeout?: number;
+  @Int(1) publishTimeout?: number;
 }
 
 export class QueueSection {
@@ -170,6 +180,8 @@ export class ServerApplication {
   @Nested(() => RateLimitSection) rateLimit?: RateLimitSection;
   /** New: most live (CREATED/RUNNING) plans one user may have; 0 or absent = no cap. */
   @Int(0) maxLivePlansPerUser?: number;
+  /** New: ms after which an API call still unanswered gets a 503 with Retry-After. */
+  @Int(1) requestTimeout?: number;
 }
 
 export class ServerFile {
@@ -265,6 +277,8 @@ export class ExecutorApplication {
   @Nested(() => RetrySection) retry?: RetrySection;
   @Int(1, 10000) concurrency?: number;
   @Nested(() => EgressSection) egress?: EgressSection;
+  /** New: bytes of UTF-8 an error text (error log, dead-letter reason) is cut to before it is stored. */
+  @Int(256, 10 * 1024 * 1024) maxErrorTextLength?: number;
 }
 
 export class ExecutorFile {

@@ -18,8 +18,18 @@ export class RepoConfig {
   url?: string;
   /** psql: maximum pool size (hikari.maximumPoolSize). */
   poolSize!: number;
-  /** psql: connect timeout in ms (hikari.connectionTimeout). */
+  /**
+   * psql: ms a statement may wait for a pooled connection, opening one included (`acquireTimeout`, or
+   * HikariCP's `connectionTimeout`, which means the same).
+   */
   connectionTimeout!: number;
+  /** psql: ms to open one connection (TCP, TLS, start-up, authentication). */
+  connectTimeout!: number;
+  /**
+   * psql: ms a statement may run: PostgreSQL's statement_timeout, and a client-side read deadline a little
+   * longer for when the server cannot even say so (a silent network). 0 = no limit.
+   */
+  statementTimeout!: number;
   /** pglite: data directory, or 'memory' for an in-memory database. */
   dataDir!: string;
 }
@@ -37,6 +47,8 @@ export class LockConfig {
   password?: string;
   /** ms to wait for a Redis connection (connection.timeout). */
   connectTimeout!: number;
+  /** ms a command waits for its reply; silence that long also drops the connection, which then reconnects. */
+  commandTimeout!: number;
 }
 
 export class QueueConfig {
@@ -46,6 +58,12 @@ export class QueueConfig {
   virtualHost!: string;
   /** host:port list; amqp-connection-manager fails over between them. */
   clusterNodes!: string[];
+  /** AMQP heartbeat, seconds; a broker silent for about two of them is deemed gone. 0 = off. */
+  heartbeat!: number;
+  /** ms to open a connection (TCP and the AMQP handshake). */
+  connectTimeout!: number;
+  /** ms a publish may wait for the broker's confirm, waiting for a connection included. */
+  publishTimeout!: number;
 }
 
 export class ProvidersConfig {
@@ -97,6 +115,8 @@ export class ServerConfig {
   rateLimit!: RateLimitConfig;
   /** Most live (CREATED/RUNNING) plans per user; 0 = no cap. */
   maxLivePlansPerUser!: number;
+  /** ms; an HTTP call not answered by then gets a 503 with Retry-After (the work it started may still finish). */
+  requestTimeout!: number;
 }
 
 export class SchedulerConfig {
@@ -138,6 +158,8 @@ export class ExecutorConfig {
   /** Messages an executor holds at once (queue prefetch). */
   concurrency!: number;
   egress!: EgressConfig;
+  /** Bytes of UTF-8 a stored error text is cut to (storableText). */
+  maxErrorTextLength!: number;
 }
 
 export class KaryaConfig {

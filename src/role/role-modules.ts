@@ -12,7 +12,7 @@ import { Role } from './role';
  * roles is never imported, so its controllers, consumers and loops do not exist there.
  */
 export const ROLE_MODULES: Readonly<Record<Role, readonly Type[]>> = {
-  [Role.Server]: [UsersModule, ApiKeysModule, PlansModule, HooksModule],
+  [Role.Server]: [UsersModule, ApiKeysModule, PlansModule],
   [Role.Scheduler]: [SchedulerModule],
   [Role.Executor]: [ExecutorModule, HooksModule],
 };

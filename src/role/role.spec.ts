@@ -31,7 +31,7 @@ describe('parseRoles', () => {
 
 describe('role → modules table', () => {
   it('composes each role from its own modules only', () => {
-    expect(names(modulesForRoles(new Set([Role.Server])))).toEqual(names([UsersModule, ApiKeysModule, PlansModule, HooksModule]));
+    expect(names(modulesForRoles(new Set([Role.Server])))).toEqual(names([UsersModule, ApiKeysModule, PlansModule]));
     expect(names(modulesForRoles(new Set([Role.Scheduler])))).toEqual(names([SchedulerModule]));
     expect(names(modulesForRoles(new Set([Role.Executor])))).toEqual(names([ExecutorModule, HooksModule]));
   });

@@ -15,8 +15,9 @@ export interface SinkHit {
 
 /**
  * A local HTTP target for REST actions that records every call (by Idempotency-Key). Paths choose the
- * answer: `/fail` always 500; `/flaky/N` fails the first N calls of each task then answers 200; `/slow/MS`
- * answers after MS ms; anything else 200.
+ * answer: `/fail` always 500; `/nul` always 500 with the body `bad\u0000gateway` (binary or compressed error
+ * pages carry NUL bytes, which PostgreSQL refuses in text); `/flaky/N` fails the first N calls of each task
+ * then answers 200; `/slow/MS` answers after MS ms; anything else 200.
  */
 export class HttpSink {
   readonly hits: SinkHit[] = [];
@@ -72,7 +73,9 @@ export class HttpSink {
       this.hits.push(hit);
       const flaky = /^\/flaky\/(\d+)/.exec(hit.path);
       const slow = /^\/slow\/(\d+)/.exec(hit.path);
-      if (hit.path.startsWith('/fail')) {
+      if (hit.path.startsWith('/nul')) {
+        res.writeHead(500, { 'content-type': 'text/plain' }).end('bad\u0000gateway');
+      } else if (hit.path.startsWith('/fail')) {
         res.writeHead(500, { 'content-type': 'text/plain' }).end('sink says no');
       } else if (flaky && this.hits.filter((h) => h.key === hit.key).length <= Number(flaky[1])) {
         res.writeHead(503, { 'content-type': 'text/plain' }).end('flaky');

@@ -19,17 +19,18 @@ export interface InProcessKarya {
 /**
  * Every role in one process on `stack`, with a fast scheduler (100 ms polls, batches of 50), the given
  * executor.yml, every dead letter collected into `deadLetters`, and a user named `userName`. The server.yml
- * (default: egress to private networks allowed, as the suites' sinks listen on 127.0.0.1) can be replaced.
+ * (default: egress to private networks allowed, as the suites' sinks listen on 127.0.0.1) and the
+ * scheduler.yml can be replaced.
  */
 export async function startInProcessKarya(
   stack: Stack,
   tmp: TempDir,
-  o: { executorYml: string; userName: string; deadLetters: Delivery[]; serverYml?: string },
+  o: { executorYml: string; userName: string; deadLetters: Delivery[]; serverYml?: string; schedulerYml?: string },
 ): Promise<InProcessKarya> {
   const { config } = loadConfig({
     KARYA_PROVIDERS_CONFIG_PATH: await stack.providers(tmp),
     KARYA_SERVER_CONFIG_PATH: tmp.write('server.yml', o.serverYml ?? 'application:\n  egress:\n    allowPrivateNetworks: true\n'),
-    KARYA_SCHEDULER_CONFIG_PATH: tmp.write('s.yml', 'application:\n  fetcher:\n    pollFrequency: 100\n    channelCapacity: 50\n'),
+    KARYA_SCHEDULER_CONFIG_PATH: tmp.write('s.yml', o.schedulerYml ?? 'application:\n  fetcher:\n    pollFrequency: 100\n    channelCapacity: 50\n'),
     KARYA_EXECUTOR_CONFIG_PATH: tmp.write('e.yml', o.executorYml),
   });
   const app = await createApp(config, { logger: process.env.KARYA_TEST_LOGS ? undefined : false });

@@ -2,7 +2,12 @@ import { TempDir } from './temp-files';
 
 /** The real services .ci/run provides on loopback (overridable for other set-ups). */
 export const REDIS = { host: '127.0.0.1', port: Number(process.env.KARYA_TEST_REDIS_PORT ?? 6379) };
-export const RABBIT = { host: '127.0.0.1', port: Number(process.env.KARYA_TEST_RABBIT_PORT ?? 5672) };
+export const RABBIT = {
+  host: '127.0.0.1',
+  port: Number(process.env.KARYA_TEST_RABBIT_PORT ?? 5672),
+  /** A vhost of its own keeps suites run side by side (by hand) off each other's unprefixed queues. */
+  vhost: process.env.KARYA_TEST_RABBIT_VHOST ?? '/',
+};
 
 export interface RealProviders {
   pgUrl: string;
@@ -33,7 +38,7 @@ export function writeRealProviders(tmp: TempDir, p: RealProviders): string {
       '  properties:',
       '    username: guest',
       '    password: guest',
-      '    virtualHost: "/"',
+      `    virtualHost: "${RABBIT.vhost}"`,
       `    clusterNodes: ["${RABBIT.host}:${p.rabbitPort ?? RABBIT.port}"]`,
       '',
     ].join('\n'),

@@ -26,6 +26,7 @@ function lockConfig(provider: LockProvider, overrides: Partial<LockConfig> = {})
     clusterMode: false,
     clusterNodes: [REDIS_URL],
     connectTimeout: 1_000,
+    commandTimeout: 1_000,
     ...overrides,
   };
 }

@@ -25,6 +25,11 @@ export function createRedisClient(config: LockConfig, tuning: RedisClientTuning 
     username: first.username,
     password: config.password ?? first.password,
     connectTimeout: config.connectTimeout,
+    // A silent Redis (a partition, a frozen host) answers nothing and closes nothing: fail the command, and
+    // drop a connection that stays mute that long after a command, so the reconnect logic takes over and
+    // later commands fail at once (offline queue off) instead of each waiting out its own timeout.
+    commandTimeout: config.commandTimeout,
+    socketTimeout: config.commandTimeout,
     // Fail a command caught by a dropped connection quickly rather than replaying it after a reconnect.
     maxRetriesPerRequest: 1,
     enableOfflineQueue: false,

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import {
-  ALL_QUEUES, assertPrefetch, ConsumeOptions, Consumer, deadLetterReason, Delivery, DeliveryHandler, QueueConsumer, QueueMessage, QueueName, TaskQueue,
+  ALL_QUEUES, assertPrefetch, ConsumeOptions, Consumer, deadLetterReason, Delivery, DeliveryHandler, QueueConsumer, QueueMessage, QueueName, recordedReason, TaskQueue,
 } from './queue.port';
 
 /**
@@ -37,7 +37,7 @@ export class MemoryQueue extends TaskQueue {
     this.enqueue(QueueName.DeadLetter, {
       body: serialise(message),
       redelivered: false,
-      deadLetterReason: reason,
+      deadLetterReason: recordedReason(reason),
       originalQueue: from,
     });
   }
@@ -148,7 +148,7 @@ export class MemoryQueue extends TaskQueue {
     this.enqueue(QueueName.DeadLetter, {
       body: stored.body,
       redelivered: false,
-      deadLetterReason: reason,
+      deadLetterReason: recordedReason(reason),
       originalQueue: queue,
     });
   }

@@ -17,9 +17,12 @@ const RABBIT: QueueConfig = {
   password: 'guest',
   virtualHost: '/',
   clusterNodes: ['127.0.0.1:5672'],
+  heartbeat: 5,
+  connectTimeout: 5000,
+  publishTimeout: 10_000,
 };
 const ADMIN_URL = 'amqp://guest:guest@127.0.0.1:5672/%2F';
-const QUEUE_NAMES = ['karya-executor-queue', 'karya-hooks-queue', 'karya-dead-letter-queue'];
+const QUEUE_NAMES = ['karya-executor-queue', 'karya-executor-batch-queue', 'karya-hooks-queue', 'karya-dead-letter-queue'];
 const EXCHANGE_NAMES = ['karya-exchange', 'karya-dead-letter-exchange'];
 const dlxArgs = (prefix: string) => ({
   durable: true,
@@ -101,6 +104,7 @@ describe('RabbitMqQueue against RabbitMQ', () => {
     await onChannel(async (ch) => {
       for (const name of EXCHANGE_NAMES) await ch.assertExchange(prefix + name, 'direct', { durable: true });
       await ch.assertQueue(`${prefix}karya-executor-queue`, dlxArgs(prefix));
+      await ch.assertQueue(`${prefix}karya-executor-batch-queue`, dlxArgs(prefix));
       await ch.assertQueue(`${prefix}karya-hooks-queue`, dlxArgs(prefix));
       await ch.assertQueue(`${prefix}karya-dead-letter-queue`, { durable: true });
     });
@@ -119,6 +123,7 @@ describe('RabbitMqQueue against RabbitMQ', () => {
     // Bindings: each routing key reaches its queue.
     const routes: Array<[string, string, string]> = [
       ['karya-exchange', 'karya-executor-key', 'karya-executor-queue'],
+      ['karya-exchange', 'karya-executor-batch-key', 'karya-executor-batch-queue'],
       ['karya-exchange', 'karya-hooks-key', 'karya-hooks-queue'],
       ['karya-dead-letter-exchange', 'karya-dead-letter-key', 'karya-dead-letter-queue'],
     ];

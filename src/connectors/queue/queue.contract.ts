@@ -1,4 +1,4 @@
-import { Consumer, Delivery, QueueMessage, QueueName, TaskQueue } from './queue.port';
+import { Consumer, Delivery, MAX_DEAD_LETTER_REASON_BYTES, QueueMessage, QueueName, TaskQueue } from './queue.port';
 
 /**
  * The behaviour every TaskQueue adapter must show, run by queue.contract.spec.ts against each adapter.
@@ -217,6 +217,24 @@ export function describeQueueContract(name: string, make: () => Promise<TaskQueu
         deadLetterReason: 'invalid hook payload',
         originalQueue: QueueName.Hooks,
       });
+    });
+
+    it('records a reason as storable text, capped, whether given or thrown', async () => {
+      await queue.deadLetter(QueueName.Executor, { id: 'nul' }, `bad\u0000gateway\uD800 ${'x'.repeat(10_000)}`);
+      await queue.consume(QueueName.Hooks, async () => {
+        throw new Error('thrown\u0000reason');
+      }, { prefetch: 1 });
+      await queue.publish(QueueName.Hooks, { id: 'thrown' });
+      const dead: Delivery[] = [];
+
+      await queue.consume(QueueName.DeadLetter, async (d) => void dead.push(d), { prefetch: 1 });
+
+      await waitFor(() => dead.length === 2, 'both dead letters');
+      const given = dead.find((d) => d.message.id === 'nul')!.deadLetterReason!;
+      expect(given.startsWith('bad\uFFFDgateway\uFFFD xxx')).toBe(true);
+      expect(Buffer.byteLength(given, 'utf8')).toBeLessThanOrEqual(MAX_DEAD_LETTER_REASON_BYTES);
+      expect(given).toMatch(/… \[truncated, 10017 bytes in all\]$/);
+      expect(dead.find((d) => d.message.id === 'thrown')!.deadLetterReason).toBe('thrown\uFFFDreason');
     });
 
     it('does not loop a dead letter whose handler fails', async () => {

@@ -1,7 +1,10 @@
+import { storableText } from '../../common/storable-text';
+
 /**
- * The message-queue port. Used as its own DI token. Three logical queues, named as in the original's
- * RabbitMQ topology: the executor queue (tasks to run), the hooks queue (hook actions to run) and the
- * dead-letter queue (messages that must not be retried, with the reason).
+ * The message-queue port. Used as its own DI token. Logical queues, named as in the original's RabbitMQ
+ * topology: the executor queue (tasks to run), the hooks queue (hook actions to run) and the dead-letter
+ * queue (messages that must not be retried, with the reason); plus our executor batch queue, for messages
+ * that carry several tasks (executor-message.ts says why they travel apart).
  *
  * Semantics every adapter must honour (proved by queue.contract.ts against each adapter):
  * - `publish` resolves only once the broker has taken responsibility for the message (publisher
@@ -14,11 +17,12 @@
  */
 export enum QueueName {
   Executor = 'executor',
+  ExecutorBatch = 'executor-batch',
   Hooks = 'hooks',
   DeadLetter = 'dead-letter',
 }
 
-export const ALL_QUEUES: readonly QueueName[] = [QueueName.Executor, QueueName.Hooks, QueueName.DeadLetter];
+export const ALL_QUEUES: readonly QueueName[] = [QueueName.Executor, QueueName.ExecutorBatch, QueueName.Hooks, QueueName.DeadLetter];
 
 /** JSON-serialisable message body. */
 export type QueueMessage = Record<string, unknown>;
@@ -76,6 +80,14 @@ export abstract class TaskQueue {
   abstract ping(): Promise<void>;
   /** Cancels every consumer (letting running handlers settle) and closes connections. */
   abstract close(): Promise<void>;
+}
+
+/** A reason is a diagnostic, not a payload: it travels in a header table (amqplib caps those at 64 KiB). */
+export const MAX_DEAD_LETTER_REASON_BYTES = 4096;
+
+/** A dead letter's reason as every adapter records it: storable text (storableText), capped. */
+export function recordedReason(reason: string): string {
+  return storableText(reason, MAX_DEAD_LETTER_REASON_BYTES);
 }
 
 /** The reason recorded with a dead letter for a handler's error (every adapter, and batch entries alike). */

@@ -3,7 +3,7 @@ import amqp, { AmqpConnectionManager, ChannelWrapper } from 'amqp-connection-man
 import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { QueueConfig } from '../../config/karya-config';
 import {
-  assertPrefetch, ConsumeOptions, Consumer, deadLetterReason, Delivery, DeliveryHandler, QueueConsumer, QueueMessage, QueueName, TaskQueue,
+  assertPrefetch, ConsumeOptions, Consumer, deadLetterReason, Delivery, DeliveryHandler, QueueConsumer, QueueMessage, QueueName, recordedReason, TaskQueue,
 } from './queue.port';
 
 /** The original's topology names; a test prefix goes in front of every exchange and queue name. */
@@ -12,6 +12,7 @@ const DEAD_LETTER_EXCHANGE = 'karya-dead-letter-exchange';
 const DEAD_LETTER_ROUTING_KEY = 'karya-dead-letter-key';
 const QUEUES: Record<QueueName, { queue: string; routingKey: string; deadLetter: boolean }> = {
   [QueueName.Executor]: { queue: 'karya-executor-queue', routingKey: 'karya-executor-key', deadLetter: false },
+  [QueueName.ExecutorBatch]: { queue: 'karya-executor-batch-queue', routingKey: 'karya-executor-batch-key', deadLetter: false },
   [QueueName.Hooks]: { queue: 'karya-hooks-queue', routingKey: 'karya-hooks-key', deadLetter: false },
   [QueueName.DeadLetter]: { queue: 'karya-dead-letter-queue', routingKey: DEAD_LETTER_ROUTING_KEY, deadLetter: true },
 };
@@ -20,14 +21,11 @@ export const REASON_HEADER = 'x-karya-reason';
 export const ORIGINAL_QUEUE_HEADER = 'x-karya-original-queue';
 const JSON_CONTENT_TYPE = 'application/json';
 
-const HEARTBEAT_SECONDS = 5;
 const RECONNECT_SECONDS = 1;
-/** Bounds a TCP connect to a black-holed node, so close() and failover do not wait for the OS timeout. */
-const SOCKET_CONNECT_TIMEOUT_MS = 5000;
 /** How long ping() waits for a connection in progress before declaring the broker down. */
 const PING_WAIT_MS = 1000;
-/** Header tables are capped at 64 KiB by amqplib; a reason is a diagnostic, not a payload. */
-const MAX_REASON_LENGTH = 4096;
+/** How long ping() waits for the broker to answer on a connection that looks up. */
+const PING_ROUND_TRIP_MS = 800;
 
 interface Route {
   readonly exchange: string;
@@ -54,6 +52,8 @@ export class RabbitMqQueue extends TaskQueue {
   private readonly connection: AmqpConnectionManager;
   private readonly publisher: ChannelWrapper;
   private publisherReady = false;
+  /** The publisher's current raw channel, for ping()'s round trip. */
+  private publisherChannel: ConfirmChannel | undefined;
   private readonly consumers = new Set<ConsumerState>();
   private closing: Promise<void> | undefined;
   /** Reconnect attempts repeat every second while the broker is down: log the first failure only. */
@@ -70,6 +70,7 @@ export class RabbitMqQueue extends TaskQueue {
     this.deadLetterExchange = namePrefix + DEAD_LETTER_EXCHANGE;
     this.routes = {
       [QueueName.Executor]: this.route(namePrefix, QueueName.Executor),
+      [QueueName.ExecutorBatch]: this.route(namePrefix, QueueName.ExecutorBatch),
       [QueueName.Hooks]: this.route(namePrefix, QueueName.Hooks),
       [QueueName.DeadLetter]: this.route(namePrefix, QueueName.DeadLetter),
     };
@@ -78,10 +79,13 @@ export class RabbitMqQueue extends TaskQueue {
     const vhost = encodeURIComponent(config.virtualHost || '/');
     const urls = this.nodes.map((node) => `amqp://${credentials}@${node}/${vhost}`);
     this.connection = amqp.connect(urls, {
-      heartbeatIntervalInSeconds: HEARTBEAT_SECONDS,
+      // A broker that goes silent without closing anything (a partition) is noticed after two to three
+      // heartbeats; the connection is then dropped and the manager reconnects.
+      heartbeatIntervalInSeconds: config.heartbeat,
       reconnectTimeInSeconds: RECONNECT_SECONDS,
       connectionOptions: {
-        timeout: SOCKET_CONNECT_TIMEOUT_MS,
+        // Until the AMQP handshake completes, so a node that accepts TCP and then says nothing is given up too.
+        timeout: config.connectTimeout,
         clientProperties: { connection_name: `karya${namePrefix ? ` ${namePrefix}` : ''}` },
       },
     });
@@ -103,6 +107,9 @@ export class RabbitMqQueue extends TaskQueue {
 
     this.publisher = this.connection.createChannel({
       name: 'karya-publisher',
+      // Waiting for a connection included: a caller (a scheduler's dispatch, an executor's dead letter)
+      // gets an error it can act on instead of a promise that lasts as long as the outage.
+      publishTimeout: config.publishTimeout,
       setup: (channel: ConfirmChannel) => this.setUpPublisher(channel),
     });
     // A ChannelWrapper emits 'error' when a setup fails; unhandled, EventEmitter would throw it.
@@ -176,7 +183,8 @@ export class RabbitMqQueue extends TaskQueue {
 
   async ping(): Promise<void> {
     if (this.closing) throw new Error('RabbitMQ queue is closed');
-    if (this.publisherReady && this.connection.isConnected()) return;
+    // Connected only means no heartbeat was missed yet: a round trip shows the broker answers now.
+    if (this.publisherReady && this.connection.isConnected()) return this.roundTrip();
     // Give a connection that is coming up (just after start, or a reconnect) a moment before failing.
     const connected = await new Promise<boolean>((resolve) => {
       const onConnect = (): void => {
@@ -191,6 +199,25 @@ export class RabbitMqQueue extends TaskQueue {
     });
     if (!connected) {
       throw new Error(`RabbitMQ is not connected, or its publisher channel is not set up (${this.nodes.join(', ')})`);
+    }
+  }
+
+  private async roundTrip(): Promise<void> {
+    const channel = this.publisherChannel;
+    if (!channel) throw new Error(`RabbitMQ publisher channel is not set up (${this.nodes.join(', ')})`);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        channel.checkExchange(this.exchange),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`RabbitMQ did not answer within ${PING_ROUND_TRIP_MS} ms (${this.nodes.join(', ')})`)),
+            PING_ROUND_TRIP_MS,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -225,7 +252,7 @@ export class RabbitMqQueue extends TaskQueue {
   private async declareTopology(channel: ConfirmChannel): Promise<void> {
     await channel.assertExchange(this.exchange, 'direct', { durable: true });
     await channel.assertExchange(this.deadLetterExchange, 'direct', { durable: true });
-    for (const queue of [QueueName.Executor, QueueName.Hooks]) {
+    for (const queue of [QueueName.Executor, QueueName.ExecutorBatch, QueueName.Hooks]) {
       const route = this.routes[queue];
       await channel.assertQueue(route.queue, {
         durable: true,
@@ -242,6 +269,7 @@ export class RabbitMqQueue extends TaskQueue {
   private async setUpPublisher(channel: ConfirmChannel): Promise<void> {
     const watched = this.watch(channel, 'publisher');
     await this.declareTopology(channel);
+    this.publisherChannel = channel;
     this.publisherReady = true;
     void watched.closed.then(() => {
       this.publisherReady = false;
@@ -376,7 +404,7 @@ export class RabbitMqQueue extends TaskQueue {
       persistent: true,
       contentType: contentType ?? JSON_CONTENT_TYPE,
       headers: {
-        [REASON_HEADER]: reason.length > MAX_REASON_LENGTH ? `${reason.slice(0, MAX_REASON_LENGTH)}…` : reason,
+        [REASON_HEADER]: recordedReason(reason),
         [ORIGINAL_QUEUE_HEADER]: from,
       },
     });

@@ -5,13 +5,15 @@ import { createPgConfig } from '@electric-sql/pglite/node-postgres';
 import pg from 'pg';
 import { DataSource, DataSourceOptions, MigrationInterface } from 'typeorm';
 import { RepoConfig } from '../../config/karya-config';
+import { boundedPgClient } from './bounded-pg-client';
 import { KARYA_ENTITIES } from './entities/entities';
 import { initialSchemaMigration } from './migrations/initial-schema.migration';
 import { ApiKeys1765000000000 } from './migrations/api-keys.migration';
+import { HookRetries1766000000000 } from './migrations/hook-retries.migration';
 import { PlansFillfactor1764000000000 } from './migrations/plans-fillfactor.migration';
 
 export function karyaMigrations(partitions: number): (new () => MigrationInterface)[] {
-  return [initialSchemaMigration(partitions), PlansFillfactor1764000000000, ApiKeys1765000000000];
+  return [initialSchemaMigration(partitions), PlansFillfactor1764000000000, ApiKeys1765000000000, HookRetries1766000000000];
 }
 
 /** An arbitrary constant naming Karya's migration advisory lock, so concurrent starts migrate once. */
@@ -59,9 +61,13 @@ export function buildDataSource(config: RepoConfig): DataSource {
     ...common,
     url: config.url,
     poolSize: config.poolSize,
+    // pg-pool's connectionTimeoutMillis: the wait for a pooled connection, opening a new one included.
     connectTimeoutMS: config.connectionTimeout,
     installExtensions: false,
-    extra: { keepAlive: true },
+    extra: {
+      keepAlive: true,
+      Client: boundedPgClient({ connectTimeout: config.connectTimeout, statementTimeout: config.statementTimeout }),
+    },
   });
 }
 
@@ -74,13 +80,18 @@ export async function runMigrations(ds: DataSource, config: RepoConfig): Promise
     // One process owns a PGlite database, and its single connection cannot hold a lock while migrating.
     await ds.runMigrations({ transaction: 'all' });
   } else {
-    const runner = ds.createQueryRunner();
+    // Its own connections, without the statement bound: waiting here while another process migrates, or a
+    // migration building an index on a big table, is slow work, not a database that stopped answering.
+    const migrator = buildDataSource({ ...config, statementTimeout: 0, poolSize: 2 });
+    await migrator.initialize();
+    const runner = migrator.createQueryRunner();
     try {
       await runner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
-      await ds.runMigrations({ transaction: 'all' });
+      await migrator.runMigrations({ transaction: 'all' });
     } finally {
       await runner.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]).catch(() => undefined);
       await runner.release();
+      await migrator.destroy();
     }
   }
   await verifyPartitions(ds, config.partitions);

@@ -8,7 +8,7 @@ import { buildDataSource, karyaMigrations, PartitionMismatchError, runMigrations
 const PARTITIONS = 3;
 
 function repoConfig(overrides: Partial<RepoConfig>): RepoConfig {
-  return { provider: 'psql', partitions: PARTITIONS, poolSize: 4, connectionTimeout: 5000, dataDir: 'memory', ...overrides };
+  return { provider: 'psql', partitions: PARTITIONS, poolSize: 4, connectionTimeout: 5000, connectTimeout: 5000, statementTimeout: 5000, dataDir: 'memory', ...overrides };
 }
 
 interface Target {
@@ -225,6 +225,72 @@ describe('the api_keys migration on a database holding the previous schema and i
           randomUUID(), randomUUID(), 'b'.repeat(64),
         ]),
       ).rejects.toThrow(/foreign key/);
+    } finally {
+      await ds.destroy();
+    }
+  });
+});
+
+describe('the hook_retries migration on a database holding the previous schema and its data (psql)', () => {
+  let db4: TestDatabase;
+  beforeAll(async () => (db4 = await createTestDatabase()));
+  afterAll(async () => db4.drop());
+
+  it('adds hook_retries, ordered by due time, beside the existing rows, which are kept as they were', async () => {
+    const config = repoConfig({ provider: 'psql', url: db4.url });
+    const all = karyaMigrations(PARTITIONS);
+    const previous = all.filter((m) => m.name !== 'HookRetries1766000000000');
+    expect(previous).toHaveLength(all.length - 1);
+    const old = new DataSource({ type: 'postgres', url: db4.url, migrations: previous, migrationsTableName: 'karya_migrations' });
+    await old.initialize();
+    const userId = randomUUID();
+    const planId = randomUUID();
+    const taskId = randomUUID();
+    try {
+      await old.runMigrations();
+      await old.query(`INSERT INTO users (id, name) VALUES ($1, 'before-hook-retries')`, [userId]);
+      await old.query(
+        `INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, hook, created_at, updated_at)
+         VALUES ($1, $2, 'old plan', 'PT1M', '{"type":"karya.core.entities.PlanType.OneTime"}', 'RUNNING', 3, '{}',
+                 '[{"trigger":"ON_FAILURE","max_retry":3,"action":{}}]', now(), now())`,
+        [planId, userId],
+      );
+      await old.query(
+        `INSERT INTO tasks (id, plan_id, partition_key, status, created_at, next_execution_at) VALUES ($1, $2, 1, 'FAILURE', now(), now())`,
+        [taskId, planId],
+      );
+      await old.query(`INSERT INTO error_logs (plan_id, task_id, type, error, timestamp) VALUES ($1, $2, 'HOOK', 'old hook failure', now())`, [
+        planId, taskId,
+      ]);
+    } finally {
+      await old.destroy();
+    }
+
+    const ds = buildDataSource(config);
+    await ds.initialize();
+    try {
+      await runMigrations(ds, config);
+      expect(await ds.query(`SELECT name FROM users WHERE id = $1`, [userId])).toEqual([{ name: 'before-hook-retries' }]);
+      expect(await ds.query(`SELECT status, hook->0->>'trigger' AS trigger FROM plans WHERE id = $1`, [planId])).toEqual([
+        { status: 'RUNNING', trigger: 'ON_FAILURE' },
+      ]);
+      expect(await ds.query(`SELECT status FROM tasks WHERE id = $1`, [taskId])).toEqual([{ status: 'FAILURE' }]);
+      expect(await ds.query(`SELECT error FROM error_logs WHERE task_id = $1`, [taskId])).toEqual([{ error: 'old hook failure' }]);
+
+      for (const [due, n] of [[5000, 2], [-1000, 1]] as const) {
+        await ds.query(`INSERT INTO hook_retries (id, due_at, message) VALUES ($1, now() + $2 * interval '1 millisecond', $3::jsonb)`, [
+          randomUUID(), due, JSON.stringify({ planId, attempt: n }),
+        ]);
+      }
+      const due: { attempt: number }[] = await ds.query(
+        `SELECT (message->>'attempt')::int AS attempt FROM hook_retries WHERE due_at <= now() ORDER BY due_at`,
+      );
+      expect(due).toEqual([{ attempt: 1 }]);
+      const idx: { indexdef: string }[] = await ds.query(`SELECT indexdef FROM pg_indexes WHERE indexname = 'hook_retries_due_idx'`);
+      expect(idx[0].indexdef).toMatch(/\(due_at\)/);
+      // Ids are chosen by the executor; a second insert of the same id is refused (the write's retry relies on it).
+      const [{ id }]: { id: string }[] = await ds.query(`SELECT id FROM hook_retries LIMIT 1`);
+      await expect(ds.query(`INSERT INTO hook_retries (id, due_at, message) VALUES ($1, now(), '{}')`, [id])).rejects.toThrow(/hook_retries_pkey/);
     } finally {
       await ds.destroy();
     }

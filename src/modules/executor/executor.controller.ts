@@ -14,4 +14,10 @@ export class ExecutorController {
   handle(@Payload() message: Record<string, unknown>): Promise<void> {
     return this.executor.handleDelivery(message);
   }
+
+  /** Batches travel on their own queue only for the prefetch (executorPrefetch); they are handled alike. */
+  @EventPattern(QueueName.ExecutorBatch)
+  handleBatch(@Payload() message: Record<string, unknown>): Promise<void> {
+    return this.executor.handleDelivery(message);
+  }
 }

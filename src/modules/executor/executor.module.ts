@@ -1,6 +1,6 @@
 import { Module } from '@nestjs/common';
 import { ActionsModule } from '../../actions/actions.module';
-import { HooksModule } from '../hooks/hooks.module';
+import { HookPublisherModule } from '../hooks/hook-publisher.module';
 import { ExecutorController } from './executor.controller';
 import { ExecutorService } from './executor.service';
 import { TaskResultsRepository } from './task-results.repository';
@@ -10,7 +10,7 @@ import { TaskResultsRepository } from './task-results.repository';
  * actions through their plugins. Executor role only.
  */
 @Module({
-  imports: [ActionsModule, HooksModule],
+  imports: [ActionsModule, HookPublisherModule],
   controllers: [ExecutorController],
   providers: [ExecutorService, TaskResultsRepository],
 })

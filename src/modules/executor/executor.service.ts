@@ -6,12 +6,20 @@ import { KaryaMetrics } from '../../metrics/karya-metrics';
 import { batchEntries, ExecutorMessage, parseExecutorMessage, runLeaseMs } from '../../pipeline/executor-message';
 import { Limiter } from '../../common/limiter';
 import { deadLetterReason, QueueName, TaskQueue } from '../../connectors/queue/queue.port';
+import { isDatabaseUnavailable } from '../../connectors/repo/transient';
 import { backoffDelay, DeadLetter } from '../../pipeline/retry';
 import { PLAN_TYPE } from '../plans/dto/discriminators';
 import { ActionRegistry } from '../../actions/action-registry';
 import { HookPublisher } from '../hooks/hook-publisher';
-import { TaskResultsRepository } from './task-results.repository';
+import { StartedTask, TaskResultsRepository } from './task-results.repository';
 
+/**
+ * Pauses before each further try of a result write that threw: 5 tries within about 10 s. The action has
+ * run, so its outcome is written again in place rather than left to the lease (which would run the action
+ * again); past the last try the task is marked as having no result (markUnrecorded), which the attempts
+ * bound.
+ */
+const RECORD_RETRY_DELAYS_MS = [500, 1500, 3000, 5000];
 
 @Injectable()
 export class ExecutorService {
@@ -38,14 +46,14 @@ export class ExecutorService {
    */
   async handleDelivery(raw: Record<string, unknown>): Promise<void> {
     const entries = batchEntries(raw);
-    if (entries === null) return this.slots.run(() => this.handle(raw));
+    if (entries === null) return this.slots.run(() => this.handleOrLeave(raw));
     if (typeof entries === 'string') {
       this.metrics.deadLettered('poison');
       throw new DeadLetter(entries);
     }
     await Promise.all(
       entries.map((task) =>
-        this.slots.run(() => this.handle(task)).catch((e: unknown) =>
+        this.slots.run(() => this.handleOrLeave(task)).catch((e: unknown) =>
           this.queue.deadLetter(QueueName.Executor, task, deadLetterReason(e)),
         ),
       ),
@@ -68,16 +76,27 @@ export class ExecutorService {
       : await this.results.start(message, new Date(leaseNeeded));
     if (!started) return; // stale: re-dispatched, finished or cancelled meanwhile
     if (started.planStatus === PlanStatus.Cancelled || started.planStatus === PlanStatus.Completed) {
-      await this.results.cancelled(message);
+      await this.record('cancellation', message, () => this.results.cancelled(message));
       return;
     }
+    try {
+      await this.runStarted(message, started);
+    } catch (e) {
+      // A DeadLetter is thrown after the outcome was recorded; anything else left the task without one.
+      if (!(e instanceof DeadLetter)) await this.markUnrecorded(message, e);
+      throw e;
+    }
+  }
 
+  /** Runs the action of a task this executor has taken, records the outcome and fires its hooks. */
+  private async runStarted(message: ExecutorMessage, started: StartedTask): Promise<void> {
     const last = this.isLastRun(started.planType, started.dueAt);
     const plugin = this.plugins.get(message.action.type);
     if (!plugin) {
       const reason = `No connector configured for ${String(message.action.type)}`;
       // Another executor might have the plugin, but retrying blindly could loop; the plan's owner sees why.
-      if (await this.results.failed(message, new Date(), reason, null, last)) await this.fireFailure(message, started.hooks);
+      const recorded = await this.record('failure', message, () => this.results.failed(message, new Date(), reason, null, last));
+      if (recorded) await this.fireFailure(message, started.hooks);
       this.metrics.deadLettered('no_connector');
       throw new DeadLetter(reason);
     }
@@ -88,7 +107,7 @@ export class ExecutorService {
     const at = new Date();
     this.metrics.observeExecution((at.getTime() - start) / 1000, outcome.ok);
     if (outcome.ok) {
-      const { completed } = await this.results.succeeded(message, at, last);
+      const { completed } = await this.record('success', message, () => this.results.succeeded(message, at, last));
       if (completed) {
         await this.hooks.fire('ON_COMPLETION', started.hooks, {
           planId: message.planId, taskId: message.taskId, taskAttempt: message.attempt, taskStatus: TaskStatus.Success,
@@ -99,12 +118,67 @@ export class ExecutorService {
     // A permanent failure (an egress denial) ends the task now, as its final attempt would: a retry cannot pass.
     const retriesLeft = !outcome.permanent && message.attempt <= message.maxFailureRetry;
     const retryAt = retriesLeft ? new Date(at.getTime() + backoffDelay(this.config.retry, message.attempt)) : null;
-    const recorded = await this.results.failed(message, at, outcome.error, retryAt, last && !retriesLeft);
+    const recorded = await this.record('failure', message, () => this.results.failed(message, at, outcome.error, retryAt, last && !retriesLeft));
     if (recorded) await this.fireFailure(message, started.hooks);
     if (recorded && retriesLeft) this.metrics.retryScheduled();
     if (recorded && !retriesLeft) {
       this.metrics.deadLettered('exhausted');
       throw new DeadLetter(outcome.permanent ? outcome.error : `Failed after ${message.attempt} attempt(s): ${outcome.error}`);
+    }
+  }
+
+  /**
+   * Says that this dispatch ran (or may have) but has no outcome recorded, so that the scheduler counts it:
+   * it dispatches the task again after the retry backoff, or ends it when this was its last attempt
+   * (TaskClaimsRepository SPENT). Unmarked, the task would look like a dispatch that never reached an
+   * executor and be dispatched again past its last attempt; so would it if this write fails too (the
+   * database is down): its lease then brings it back as before.
+   */
+  private async markUnrecorded(message: ExecutorMessage, error: unknown): Promise<void> {
+    const why = error instanceof Error ? error.message : String(error);
+    const retryAt = new Date(Date.now() + backoffDelay(this.config.retry, message.attempt));
+    try {
+      await this.results.unrecorded(message, retryAt);
+      this.logger.error(`task ${message.taskId}: attempt ${message.attempt} has no result (${why}); the scheduler takes it back at ${retryAt.toISOString()}`);
+    } catch (e) {
+      this.logger.error(`task ${message.taskId}: attempt ${message.attempt} has no result (${why}), nor could that be noted (${e instanceof Error ? e.message : String(e)}); its lease brings it back`);
+    }
+  }
+
+  /**
+   * Writes an outcome, trying again in place when the write throws (a lost connection, a failover): a task
+   * must not stay PROCESSING because one write failed. Every write is fenced by dispatch_seq, so when a try
+   * committed but its answer was lost, the next one changes nothing and answers "not recorded": the
+   * outcome's hooks then do not fire (a rare miss, never a double).
+   */
+  private async record<T>(what: string, message: ExecutorMessage, write: () => Promise<T>): Promise<T> {
+    for (let tries = 1; ; tries++) {
+      try {
+        return await write();
+      } catch (e) {
+        const why = e instanceof Error ? e.message : String(e);
+        const pause = RECORD_RETRY_DELAYS_MS[tries - 1];
+        if (pause === undefined) {
+          this.logger.error(`could not record the ${what} of task ${message.taskId} in ${tries} tries, leaving it to its lease: ${why}`);
+          throw e;
+        }
+        this.logger.warn(`recording the ${what} of task ${message.taskId} failed (${why}); trying again in ${pause} ms`);
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      }
+    }
+  }
+
+  /**
+   * A database that is down or silent (after the repositories' retries) is no reason to dead-letter a task:
+   * its row still says PROCESSING under this dispatch's lease, so a scheduler dispatches it again when the
+   * lease lapses. The message is acknowledged, not requeued (queue port contract).
+   */
+  private async handleOrLeave(raw: Record<string, unknown>): Promise<void> {
+    try {
+      await this.handle(raw);
+    } catch (e) {
+      if (!isDatabaseUnavailable(e)) throw e;
+      this.logger.warn(`task ${String(raw.taskId)} left to its lease, the database is not answering: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
 

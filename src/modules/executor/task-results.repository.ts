@@ -1,7 +1,10 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { Batcher } from '../../common/batcher';
+import { storableText } from '../../common/storable-text';
+import { ExecutorConfig } from '../../config/karya-config';
 import { sqlRows } from '../../connectors/repo/sql';
+import { withTransientRetry } from '../../connectors/repo/transient';
 import { ErrorLogKind } from '../../connectors/repo/entities/error-log.entity';
 import { JsonObject, PlanStatus } from '../../connectors/repo/entities/plan.entity';
 import { TaskStatus } from '../../connectors/repo/entities/task.entity';
@@ -26,19 +29,19 @@ export interface StartedTask {
  */
 const STILL_PROCESSING = `t.status IS NOT DISTINCT FROM '${TaskStatus.Processing}'`;
 
-/** PostgreSQL's SQLSTATE for a deadlock; the statement can simply run again. */
-const DEADLOCK_DETECTED = '40P01';
-
 /**
  * Every write is conditional on the task still being PROCESSING under the message's dispatch_seq, so a
  * stale or duplicate message changes nothing and a CANCELLED task is never overwritten.
  */
 const FENCE = `t.id = $1 AND t.partition_key = $2 AND t.dispatch_seq = $3 AND ${STILL_PROCESSING}`;
 
-/** Items per batched statement, and batches of one kind running at once (each holds a pool connection). */
-const BATCH = { maxBatch: 500, maxInFlight: 4 };
-/** A deadlock between a batch and a concurrent cancel is retried this often before the batch fails. */
-const DEADLOCK_RETRIES = 3;
+/**
+ * Items per batched statement, and batches of one kind running at once (each holds a pool connection). A
+ * batch that fails transiently (a lost connection, a deadlock with a cancel) runs again, then item by item:
+ * each is one statement, which commits nothing when it fails, and every write is fenced (FENCE), so a run
+ * whose commit was in fact applied changes nothing when it runs again.
+ */
+const BATCH = { maxBatch: 500, maxInFlight: 4, retry: withTransientRetry };
 
 interface StartItem {
   m: ExecutorMessage;
@@ -57,14 +60,14 @@ interface SuccessItem {
 
 @Injectable()
 export class TaskResultsRepository {
-  private readonly starts = new Batcher<StartItem, StartedTask | null>((items) => this.retryDeadlock(() => this.startBatch(items)), BATCH);
-  private readonly checks = new Batcher<ExecutorMessage, StartedTask | null>((items) => this.retryDeadlock(() => this.checkBatch(items)), BATCH);
-  private readonly successes = new Batcher<SuccessItem, SuccessOutcome>(
-    (items) => this.retryDeadlock(() => this.successBatch(items)),
-    BATCH,
-  );
+  private readonly starts = new Batcher<StartItem, StartedTask | null>((items) => this.startBatch(items), BATCH);
+  private readonly checks = new Batcher<ExecutorMessage, StartedTask | null>((items) => this.checkBatch(items), BATCH);
+  private readonly successes = new Batcher<SuccessItem, SuccessOutcome>((items) => this.successBatch(items), BATCH);
 
-  constructor(private readonly ds: DataSource) {}
+  constructor(
+    private readonly ds: DataSource,
+    private readonly config: ExecutorConfig,
+  ) {}
 
   /**
    * Takes the task for this message: extends its lease for the run and returns the plan's state, or null
@@ -97,14 +100,29 @@ export class TaskResultsRepository {
   }
 
   async cancelled(m: ExecutorMessage): Promise<void> {
-    await this.ds.query(`UPDATE tasks t SET status = $4, lease_until = NULL WHERE ${FENCE}`, [
-      m.taskId, m.partitionKey, m.dispatchSeq, TaskStatus.Cancelled,
-    ]);
+    await withTransientRetry(() =>
+      this.ds.query(`UPDATE tasks t SET status = $4, lease_until = NULL WHERE ${FENCE}`, [
+        m.taskId, m.partitionKey, m.dispatchSeq, TaskStatus.Cancelled,
+      ]),
+    );
   }
 
   /**
-   * Records a failed attempt: the error log (full text), the task FAILURE, and either the time of the
-   * next attempt or, when none remains, the end of the task (and of a OneTime plan).
+   * The executor took this dispatch and cannot record its outcome (the handler threw, the result write kept
+   * failing): the task stays PROCESSING, marked with `retry_at`, and its lease ends at `retryAt`, when the
+   * scheduler dispatches it again as its next attempt, or ends it after its last (TaskClaimsRepository SPENT).
+   * A small write with no text from outside, so it goes through when the outcome's own write did not.
+   */
+  async unrecorded(m: ExecutorMessage, retryAt: Date): Promise<void> {
+    await withTransientRetry(() =>
+      this.ds.query(`UPDATE tasks t SET retry_at = $4, lease_until = $4 WHERE ${FENCE}`, [m.taskId, m.partitionKey, m.dispatchSeq, retryAt]),
+    );
+  }
+
+  /**
+   * Records a failed attempt: the error log (the text made storable and capped: storableText), the task
+   * FAILURE, and either the time of the next attempt or, when none remains, the end of the task (and of a
+   * OneTime plan).
    */
   async failed(m: ExecutorMessage, at: Date, error: string, retryAt: Date | null, completesPlan: boolean): Promise<boolean> {
     return this.ds.transaction(async (tx) => {
@@ -115,7 +133,7 @@ export class TaskResultsRepository {
       );
       if (done.length === 0) return false;
       await tx.query(`INSERT INTO error_logs (plan_id, task_id, type, error, timestamp) VALUES ($1, $2, $3, $4, $5)`, [
-        m.planId, m.taskId, ErrorLogKind.Executor, error, at,
+        m.planId, m.taskId, ErrorLogKind.Executor, storableText(error, this.config.maxErrorTextLength), at,
       ]);
       if (completesPlan) await this.complete(tx, m.planId, at);
       return true;
@@ -201,16 +219,6 @@ export class TaskResultsRepository {
     });
   }
 
-  private async retryDeadlock<T>(work: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await work();
-      } catch (e) {
-        if (attempt > DEADLOCK_RETRIES || sqlState(e) !== DEADLOCK_DETECTED) throw e;
-      }
-    }
-  }
-
   /** Completion never overwrites CANCELLED (the original let a late result flip it). */
   private async complete(tx: EntityManager, planId: string, at: Date): Promise<boolean> {
     const rows = await sqlRows(tx, `UPDATE plans SET status = $2, updated_at = $3 WHERE id = $1 AND status IN ($4, $5) RETURNING id`, [
@@ -243,10 +251,4 @@ function answerStarts(messages: ExecutorMessage[], rows: StartRow[]): (StartedTa
     found.delete(key);
     return row ? { planStatus: row.status, planType: row.type, hooks: row.hook, dueAt: row.due.getTime() } : null;
   });
-}
-
-/** The SQLSTATE of a failed query, whether TypeORM wrapped the driver's error or not. */
-function sqlState(e: unknown): unknown {
-  const err = e as { code?: unknown; driverError?: { code?: unknown } } | null;
-  return err?.code ?? err?.driverError?.code;
 }

@@ -1,27 +1,38 @@
-import { BeforeApplicationShutdown, Injectable } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { BeforeApplicationShutdown, Injectable, Logger } from '@nestjs/common';
 import { ActionRegistry } from '../../actions/action-registry';
+import { storableText } from '../../common/storable-text';
 import { ExecutorConfig } from '../../config/karya-config';
-import { ErrorLogKind } from '../../connectors/repo/entities/error-log.entity';
+import { isDatabaseUnavailable } from '../../connectors/repo/transient';
 import { KaryaMetrics } from '../../metrics/karya-metrics';
 import { backoffDelay, DeadLetter } from '../../pipeline/retry';
 import { HookMessage, parseHookMessage } from './hook-message';
 import { HookPublisher } from './hook-publisher';
+import { HookRetriesRepository } from './hook-retries.repository';
+import { HookRetryRelay } from './hook-retry.relay';
 
 /**
  * Runs hook messages from the hooks queue through the same plugins as plans ("eat what you kill"). A failed
- * try writes a HookErrorLog; while tries remain the message waits out its backoff (still unacknowledged, so
- * a crash loses nothing) and is published again for the next try; after the last it is dead-lettered.
+ * try writes a HookErrorLog; while tries remain, its next try is parked in the repository for the backoff
+ * (HookRetriesRepository, moved back onto the queue by HookRetryRelay) and this delivery is acknowledged at
+ * once; after the last try it is dead-lettered.
+ *
+ * Why the repository and not a delayed republish: holding the delivery through the backoff (up to 5 minutes,
+ * up to 100 tries) let as many failing hooks as the prefetch allows stall every hook. RabbitMQ has no
+ * per-message delay without a plugin (per-backoff TTL queues dead-lettering back would work, but need a queue
+ * per delay bucket and their own twin in the memory queue), while a parked row survives a restart of any
+ * process, works the same on every stack, and is moved with the claim pattern tasks already use.
  */
 @Injectable()
 export class HooksService implements BeforeApplicationShutdown {
-  /** Aborted at shutdown: hooks waiting out a backoff publish their next try at once instead of holding it up. */
+  private readonly logger = new Logger('Hooks');
+  /** Aborted at shutdown: a hook waiting out a backoff in memory (see parkNext) publishes its next try at once. */
   private readonly stopping = new AbortController();
 
   constructor(
     private readonly plugins: ActionRegistry,
     private readonly publisher: HookPublisher,
-    private readonly ds: DataSource,
+    private readonly retries: HookRetriesRepository,
+    private readonly relay: HookRetryRelay,
     private readonly config: ExecutorConfig,
     private readonly metrics: KaryaMetrics,
   ) {}
@@ -52,18 +63,40 @@ export class HooksService implements BeforeApplicationShutdown {
       : { ok: false as const, error: `No connector configured for ${String(action.type)}` };
     if (outcome.ok) return;
 
-    await this.ds.query(`INSERT INTO error_logs (plan_id, task_id, type, error, timestamp) VALUES ($1, $2, $3, $4, $5)`, [
-      message.planId, message.taskId, ErrorLogKind.Hook, outcome.error, new Date(),
-    ]);
+    const error = storableText(outcome.error, this.config.maxErrorTextLength);
     // A permanent failure (an egress denial) is dead-lettered at once: the same policy refuses every retry.
     if (plugin && !outcome.permanent && message.attempt <= maxRetry) {
-      await this.wait(backoffDelay(this.config.retry, message.attempt));
-      await this.publisher.retry(message);
+      await this.parkNext(message, error, backoffDelay(this.config.retry, message.attempt));
       this.metrics.retryScheduled();
       return;
     }
+    // The dead letter carries the reason too: a log the database cannot take now must not change what it says.
+    await this.retries.log(message, error).catch((e: unknown) => {
+      if (!isDatabaseUnavailable(e)) throw e;
+      this.logger.warn(`the HookErrorLog of hook ${message.hookIndex} of task ${message.taskId} was not written: ${e instanceof Error ? e.message : String(e)}`);
+    });
     this.metrics.deadLettered(plugin ? 'exhausted' : 'no_connector');
     throw new DeadLetter(outcome.permanent ? outcome.error : `Hook failed after ${message.attempt} attempt(s): ${outcome.error}`);
+  }
+
+  /**
+   * Logs the failed try and parks the next one for `delayMs`. When the database cannot take it, the delivery
+   * is held through the backoff in memory instead (the old way, still unacknowledged so a crash loses
+   * nothing): that stalls this consumer slot, but only while the database is away, when little else moves.
+   */
+  private async parkNext(message: HookMessage, error: string, delayMs: number): Promise<void> {
+    try {
+      await this.retries.logAndPark(message, error, { ...message, attempt: message.attempt + 1 }, delayMs);
+      this.relay.dueIn(delayMs);
+    } catch (e) {
+      if (!isDatabaseUnavailable(e)) throw e;
+      this.logger.warn(
+        `hook ${message.hookIndex} of task ${message.taskId} failed (${error}); the database is unavailable, so its ` +
+          `next try waits ${delayMs} ms in memory: ${e instanceof Error ? e.message : String(e)}`,
+      );
+      await this.wait(delayMs);
+      await this.publisher.retry(message);
+    }
   }
 
   private wait(ms: number): Promise<void> {

@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
-import { Batcher, ItemFailure } from '../../common/batcher';
+import { Batcher } from '../../common/batcher';
 import { sqlRows } from '../../connectors/repo/sql';
+import { withTransientRetry } from '../../connectors/repo/transient';
 import { ErrorLogEntity } from '../../connectors/repo/entities/error-log.entity';
 import { PlanEntity, PlanStatus } from '../../connectors/repo/entities/plan.entity';
 import { TaskEntity, TaskStatus } from '../../connectors/repo/entities/task.entity';
@@ -29,16 +30,26 @@ const DESCENDANTS = `
 /** Narrow, intention-named queries for the plans API. Methods taking a manager run inside its transaction. */
 @Injectable()
 export class PlansRepository {
-  /** Submissions stored together; a few batches at once, so a slow commit does not stall the rest. */
+  /**
+   * Submissions stored together; a few batches at once, so a slow commit does not stall the rest. A batch
+   * that fails runs again while the failure is transient, then each submission alone (Batcher), so neither
+   * one bad row nor one lost connection fails the requests that happened to share its statement.
+   */
   private readonly inserts = new Batcher<{ plan: PlanEntity; task: TaskEntity }, boolean>((items) => this.insertBatch(items), {
     maxBatch: 500,
     maxInFlight: 4,
+    retry: withTransientRetry,
   });
 
   constructor(private readonly ds: DataSource) {}
 
+  /**
+   * Runs `fn` in a transaction, and the whole transaction again after a transient failure (a lost
+   * connection, a deadlock): `fn` must do nothing but its queries, and tolerate finding its own earlier
+   * work done should a commit have applied although its answer was lost.
+   */
   transaction<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
-    return this.ds.transaction(fn);
+    return withTransientRetry(() => this.ds.transaction(fn));
   }
 
   /**
@@ -51,57 +62,55 @@ export class PlansRepository {
 
   /**
    * Plans and their first tasks, each pair only when its user exists, in one statement: rows travel as one
-   * JSON document, so a batch costs one round trip whatever its size. Should the batch fail as a whole
-   * (it should not: every value was validated), each submission is retried alone, so one bad row cannot
-   * fail the requests it happened to share a batch with.
+   * JSON document, so a batch costs one round trip whatever its size. Running it again is harmless: the
+   * ids were chosen before the first run, so a conflict can only be this batch's own rows, stored by a run
+   * whose commit applied although its answer was lost (they count as stored).
    */
-  private async insertBatch(items: { plan: PlanEntity; task: TaskEntity }[]): Promise<(boolean | ItemFailure)[]> {
-    const run = async (batch: typeof items): Promise<boolean[]> => {
-      const rows = batch.map(({ plan, task }) => ({
-        id: plan.id, user_id: plan.userId, description: plan.description, period_time: plan.periodTime, type: plan.type,
-        status: plan.status, max_failure_retry: plan.maxFailureRetry, action: plan.action, hook: plan.hook,
-        parent_plan_id: plan.parentPlanId, created_at: plan.createdAt, updated_at: plan.updatedAt,
-        task_id: task.id, partition_key: task.partitionKey, task_status: task.status, next_execution_at: task.nextExecutionAt,
-      }));
-      const stored = await sqlRows<{ id: string }>(
-        this.ds,
-        `WITH v AS (
-           SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(
-             id uuid, user_id uuid, description text, period_time text, type jsonb, status text, max_failure_retry int,
-             action jsonb, hook jsonb, parent_plan_id uuid, created_at timestamptz, updated_at timestamptz,
-             task_id uuid, partition_key int, task_status text, next_execution_at timestamptz)
-         ), ok AS (
-           SELECT * FROM v WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = v.user_id)
-         ), p AS (
-           INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, hook,
-                              parent_plan_id, created_at, updated_at)
-           SELECT id, user_id, description, period_time, type, status, max_failure_retry, action, hook,
-                  parent_plan_id, created_at, updated_at FROM ok
-           RETURNING id
-         ), t AS (
-           INSERT INTO tasks (id, partition_key, plan_id, status, attempt, created_at, next_execution_at)
-           SELECT task_id, partition_key, id, task_status, 0, created_at, next_execution_at FROM ok
-         )
-         SELECT id FROM p`,
-        [JSON.stringify(rows)],
-      );
-      const ids = new Set(stored.map((r) => r.id));
-      return batch.map(({ plan }) => ids.has(plan.id));
-    };
-    try {
-      return await run(items);
-    } catch (e) {
-      if (items.length === 1) throw e;
-      return Promise.all(items.map((item) => run([item]).then(([stored]) => stored, (err: unknown) => Batcher.fail(err))));
-    }
+  private async insertBatch(batch: { plan: PlanEntity; task: TaskEntity }[]): Promise<boolean[]> {
+    const rows = batch.map(({ plan, task }) => ({
+      id: plan.id, user_id: plan.userId, description: plan.description, period_time: plan.periodTime, type: plan.type,
+      status: plan.status, max_failure_retry: plan.maxFailureRetry, action: plan.action, hook: plan.hook,
+      parent_plan_id: plan.parentPlanId, created_at: plan.createdAt, updated_at: plan.updatedAt,
+      task_id: task.id, partition_key: task.partitionKey, task_status: task.status, next_execution_at: task.nextExecutionAt,
+    }));
+    const stored = await sqlRows<{ id: string }>(
+      this.ds,
+      `WITH v AS (
+         SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(
+           id uuid, user_id uuid, description text, period_time text, type jsonb, status text, max_failure_retry int,
+           action jsonb, hook jsonb, parent_plan_id uuid, created_at timestamptz, updated_at timestamptz,
+           task_id uuid, partition_key int, task_status text, next_execution_at timestamptz)
+       ), ok AS (
+         SELECT * FROM v WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = v.user_id)
+       ), p AS (
+         INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, hook,
+                            parent_plan_id, created_at, updated_at)
+         SELECT id, user_id, description, period_time, type, status, max_failure_retry, action, hook,
+                parent_plan_id, created_at, updated_at FROM ok
+         ON CONFLICT (id) DO NOTHING
+       ), t AS (
+         INSERT INTO tasks (id, partition_key, plan_id, status, attempt, created_at, next_execution_at)
+         SELECT task_id, partition_key, id, task_status, 0, created_at, next_execution_at FROM ok
+         ON CONFLICT DO NOTHING
+       )
+       SELECT id FROM ok`,
+      [JSON.stringify(rows)],
+    );
+    const ids = new Set(stored.map((r) => r.id));
+    return batch.map(({ plan }) => ids.has(plan.id));
   }
 
   findPlan(id: string): Promise<PlanEntity | null> {
-    return this.ds.getRepository(PlanEntity).findOne({ where: { id } });
+    return withTransientRetry(() => this.ds.getRepository(PlanEntity).findOne({ where: { id } }));
   }
 
+  /**
+   * FOR NO KEY UPDATE, the lock an UPDATE of non-key columns takes anyway, not FOR UPDATE: a claim inserting
+   * the plan's next task checks the foreign key with FOR KEY SHARE, which FOR UPDATE would make wait while the
+   * claim holds task rows this transaction may want next (a cancel): a deadlock.
+   */
   findPlanForUpdate(m: EntityManager, id: string): Promise<PlanEntity | null> {
-    return m.getRepository(PlanEntity).findOne({ where: { id }, lock: { mode: 'pessimistic_write' } });
+    return m.getRepository(PlanEntity).findOne({ where: { id }, lock: { mode: 'for_no_key_update' } });
   }
 
   /** Writes only the given columns, so concurrent writers of other columns are never overwritten. */
@@ -118,22 +127,28 @@ export class PlansRepository {
   }
 
   latestTask(planId: string): Promise<TaskEntity | null> {
-    return this.ds.getRepository(TaskEntity).findOne({ where: { planId }, order: { createdAt: 'DESC', id: 'DESC' } });
+    return withTransientRetry(() =>
+      this.ds.getRepository(TaskEntity).findOne({ where: { planId }, order: { createdAt: 'DESC', id: 'DESC' } }),
+    );
   }
 
   tasksOf(planId: string): Promise<TaskEntity[]> {
-    return this.ds.getRepository(TaskEntity).find({ where: { planId }, order: { createdAt: 'ASC', id: 'ASC' } });
+    return withTransientRetry(() => this.ds.getRepository(TaskEntity).find({ where: { planId }, order: { createdAt: 'ASC', id: 'ASC' } }));
   }
 
   errorLogsOf(planId: string): Promise<ErrorLogEntity[]> {
-    return this.ds.getRepository(ErrorLogEntity).find({ where: { planId }, order: { timestamp: 'ASC', id: 'ASC' } });
+    return withTransientRetry(() =>
+      this.ds.getRepository(ErrorLogEntity).find({ where: { planId }, order: { timestamp: 'ASC', id: 'ASC' } }),
+    );
   }
 
   async pageOfUser(userId: string, page: number): Promise<{ plans: PlanEntity[]; total: number }> {
     const repo = this.ds.getRepository(PlanEntity);
     const [plans, total] = await Promise.all([
-      repo.find({ where: { userId }, order: { createdAt: 'DESC', id: 'DESC' }, skip: page * PAGE_SIZE, take: PAGE_SIZE }),
-      repo.count({ where: { userId } }),
+      withTransientRetry(() =>
+        repo.find({ where: { userId }, order: { createdAt: 'DESC', id: 'DESC' }, skip: page * PAGE_SIZE, take: PAGE_SIZE }),
+      ),
+      withTransientRetry(() => repo.count({ where: { userId } })),
     ]);
     return { plans, total };
   }
@@ -149,21 +164,28 @@ export class PlansRepository {
        WHERE id IN (SELECT id FROM tree) AND status IN ($4, $5)`,
       [rootId, PlanStatus.Cancelled, now, PlanStatus.Created, PlanStatus.Running],
     );
-    await m.query(
-      `${DESCENDANTS}
-       UPDATE tasks SET status = $2
-       WHERE status = $3
-         AND plan_id IN (SELECT id FROM plans WHERE status = $4 AND (id = $1 OR id IN (SELECT id FROM tree)))`,
-      [rootId, TaskStatus.Cancelled, TaskStatus.Created, PlanStatus.Cancelled],
-    );
+    // Twice: a claim in progress holds a task row this statement then waits for, and the claim may insert
+    // the plan's next task, which this statement's snapshot (taken before it waited) cannot see; the second
+    // statement, with a snapshot taken after that claim committed, cancels it. Without a wait, it finds
+    // nothing (index lookups). The plans are looked up by id (a join, not `id = $1 OR id IN tree`, which
+    // scanned every plan while holding the plan's lock), their tasks by tasks_plan_idx.
+    for (let pass = 0; pass < 2; pass++) {
+      await m.query(
+        `${DESCENDANTS}
+         UPDATE tasks SET status = $2
+         WHERE status = $3
+           AND plan_id IN (SELECT p.id FROM (SELECT $1::uuid AS id UNION ALL SELECT id FROM tree) c JOIN plans p ON p.id = c.id WHERE p.status = $4)`,
+        [rootId, TaskStatus.Cancelled, TaskStatus.Created, PlanStatus.Cancelled],
+      );
+    }
   }
 
   /** The user's live (CREATED/RUNNING) plans, for server.yml's maxLivePlansPerUser. */
   async countLivePlans(userId: string): Promise<number> {
-    const [row] = await sqlRows<{ n: number }>(
-      this.ds,
-      `SELECT count(*)::int AS n FROM plans WHERE user_id = $1 AND status IN ($2, $3)`,
-      [userId, PlanStatus.Created, PlanStatus.Running],
+    const [row] = await withTransientRetry(() =>
+      sqlRows<{ n: number }>(this.ds, `SELECT count(*)::int AS n FROM plans WHERE user_id = $1 AND status IN ($2, $3)`, [
+        userId, PlanStatus.Created, PlanStatus.Running,
+      ]),
     );
     return row.n;
   }

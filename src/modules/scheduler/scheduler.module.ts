@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { HookPublisherModule } from '../hooks/hook-publisher.module';
 import { SchedulerService } from './scheduler.service';
 import { TaskClaimsRepository } from './task-claims.repository';
 
@@ -7,6 +8,7 @@ import { TaskClaimsRepository } from './task-claims.repository';
  * Scheduler role only; its loops start in SchedulerService.onApplicationBootstrap.
  */
 @Module({
+  imports: [HookPublisherModule],
   providers: [SchedulerService, TaskClaimsRepository],
 })
 export class SchedulerModule {}

@@ -2,8 +2,10 @@ import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap }
 import { RepoConfig, SchedulerConfig } from '../../config/karya-config';
 import { QueueName, TaskQueue } from '../../connectors/queue/queue.port';
 import { KaryaMetrics } from '../../metrics/karya-metrics';
-import { EXECUTOR_MESSAGE_TYPE, ExecutorMessage, executorMessages } from '../../pipeline/executor-message';
-import { ClaimedTask, ClaimKind, ClaimOptions, TaskClaimsRepository } from './task-claims.repository';
+import { EXECUTOR_MESSAGE_TYPE, ExecutorMessage, executorDispatches } from '../../pipeline/executor-message';
+import { TaskStatus } from '../../connectors/repo/entities/task.entity';
+import { HookPublisher } from '../hooks/hook-publisher';
+import { ClaimedTask, ClaimOptions, ExhaustedTask, TaskClaimsRepository } from './task-claims.repository';
 
 /** Claims held in memory (claimed, waiting for their due time) never exceed this many per claim batch. */
 const HELD_PER_BATCH = 20;
@@ -37,6 +39,7 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
     private readonly config: SchedulerConfig,
     private readonly repo: RepoConfig,
     private readonly metrics: KaryaMetrics,
+    private readonly hooks: HookPublisher,
   ) {
     this.partitions = config.repoPartitions ?? Array.from({ length: repo.partitions }, (_, i) => i + 1);
   }
@@ -85,7 +88,7 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
     while (this.running) {
       let full = false;
       try {
-        for (const kind of ['due', 'retry'] as ClaimKind[]) {
+        for (const kind of ['due', 'retry'] as const) {
           const room = this.batchSize * HELD_PER_BATCH - this.held.size;
           if (room <= 0 || !this.running) break;
           const limit = Math.min(this.batchSize, room);
@@ -109,15 +112,53 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
       if (!this.running) break;
       try {
         const started = Date.now();
-        const batch = await this.claims.claim('lease', this.options(this.partitions, started, this.batchSize));
+        const { claimed: batch, exhausted } = await this.claims.sweepLapsed(this.options(this.partitions, started, this.batchSize));
         this.measureClaim(batch, started);
-        if (batch.length > 0) {
-          this.metrics.leaseExpired(batch.length);
+        if (batch.length + exhausted.length > 0) {
+          this.metrics.leaseExpired(batch.length + exhausted.length);
           this.logger.warn(`re-dispatching ${batch.length} task(s) whose lease lapsed`);
         }
         this.hold(batch);
+        for (const t of exhausted) await this.settleExhausted(t);
       } catch (e) {
         this.logger.error(`lease sweep failed: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+  }
+
+  /**
+   * After the commit that made the task FAILURE (TaskClaimsRepository SPENT), what the executor does after
+   * a final failed attempt: fire ON_FAILURE and dead-letter the last dispatch with the reason. Each step is
+   * tried until it goes through (the broker may be down) while this scheduler runs, and not repeated once it
+   * has, so a hook never fires twice; a scheduler that dies in between loses what was left (as an executor
+   * that dies after recording a failure does).
+   */
+  private async settleExhausted(t: ExhaustedTask): Promise<void> {
+    this.logger.error(`task ${t.taskId} of plan ${t.planId} failed: ${t.reason}`);
+    this.metrics.deadLettered('exhausted');
+    await this.untilDone(`ON_FAILURE hooks of task ${t.taskId}`, () =>
+      this.hooks.fire('ON_FAILURE', t.hooks, { planId: t.planId, taskId: t.taskId, taskAttempt: t.attempt, taskStatus: TaskStatus.Failure }),
+    );
+    const last: ExecutorMessage = {
+      type: EXECUTOR_MESSAGE_TYPE, planId: t.planId, taskId: t.taskId, partitionKey: t.partitionKey, attempt: t.attempt,
+      dispatchSeq: t.dispatchSeq, action: t.action, maxFailureRetry: t.maxFailureRetry, toBeExecutedAt: t.dueAt,
+    };
+    await this.untilDone(`dead letter of task ${t.taskId}`, () => this.queue.deadLetter(QueueName.Executor, last, t.reason));
+  }
+
+  private async untilDone(what: string, step: () => Promise<unknown>): Promise<void> {
+    for (;;) {
+      try {
+        await step();
+        return;
+      } catch (e) {
+        const why = e instanceof Error ? e.message : String(e);
+        if (!this.running) {
+          this.logger.error(`gave up on the ${what} at shutdown: ${why}`);
+          return;
+        }
+        this.logger.warn(`${what} failed (${why}); trying again in ${PUBLISH_RETRY_MS} ms`);
+        await this.sleep(PUBLISH_RETRY_MS);
       }
     }
   }
@@ -148,7 +189,7 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
   private async publish(tasks: ClaimedTask[], retry: boolean): Promise<void> {
     if (tasks.length === 0) return;
     try {
-      await this.queue.publishBatch(QueueName.Executor, executorMessages(tasks.map(toMessage)));
+      await Promise.all(executorDispatches(tasks.map(toMessage)).map((d) => this.queue.publishBatch(d.queue, d.messages)));
       this.metrics.dispatched(tasks.length);
       const now = Date.now();
       for (const t of tasks) {

@@ -1,7 +1,10 @@
 import { randomInt, randomUUID } from 'node:crypto';
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
+import { storableText } from '../../common/storable-text';
 import { sqlRows } from '../../connectors/repo/sql';
+import { ErrorLogKind } from '../../connectors/repo/entities/error-log.entity';
+import { withTransientRetry } from '../../connectors/repo/transient';
 import { JsonObject, PlanStatus } from '../../connectors/repo/entities/plan.entity';
 import { TaskStatus } from '../../connectors/repo/entities/task.entity';
 import { PLAN_TYPE } from '../plans/dto/discriminators';
@@ -26,6 +29,35 @@ export interface ClaimedTask {
   leaseUntil: number;
 }
 
+/**
+ * A task the lease sweep finalised instead of dispatching again (see SPENT), already FAILURE with its error
+ * log: what the scheduler needs, after commit, to fire its ON_FAILURE hooks and dead-letter its last dispatch.
+ */
+export interface ExhaustedTask {
+  taskId: string;
+  partitionKey: number;
+  planId: string;
+  /** Dispatches made, the last one's attempt number. */
+  attempt: number;
+  /** The last dispatch's fencing token (the dead letter carries that dispatch). */
+  dispatchSeq: number;
+  /** The task's slot (epoch ms). */
+  dueAt: number;
+  action: JsonObject;
+  maxFailureRetry: number;
+  /** The plan's hooks as they are now. */
+  hooks: JsonObject[];
+  /** Why it ended: the text of its error log and of its dead letter. */
+  reason: string;
+}
+
+export interface ClaimBatch {
+  /** Claimed for dispatch. */
+  claimed: ClaimedTask[];
+  /** Finalised without a dispatch (lease sweeps only). */
+  exhausted: ExhaustedTask[];
+}
+
 interface ClaimedRow {
   id: string;
   partition_key: number;
@@ -35,6 +67,9 @@ interface ClaimedRow {
   due_at: Date;
   next_created: boolean;
   lease_until: Date;
+  /** Lease sweeps only: finalised as FAILURE instead of dispatched (SPENT), and the task's slot. */
+  spent?: boolean;
+  slot?: Date;
 }
 
 interface PlanRow {
@@ -54,6 +89,28 @@ interface PlanRow {
  */
 const LEASE_MS = `($5::float8 + $6::float8 + CASE WHEN jsonb_typeof(p.action->'timeout') = 'number'
   THEN GREATEST((p.action->>'timeout')::float8, 0) ELSE 0 END)`;
+
+/**
+ * Every dispatch is an attempt: the due and retry claims count one, and so does a lease re-dispatch. What
+ * ends a task that never gets a result recorded (a handler that throws after the claim, a result the
+ * database will not take) is the executor's own report: when it took a dispatch and could not record its
+ * outcome, it leaves the task PROCESSING with `retry_at` set (TaskResultsRepository.unrecorded) and its
+ * lease ending then. A lapsed task so marked that has already been dispatched max_failure_retry + 1 times
+ * is SPENT: not dispatched again but finalised in this same statement, FAILURE, as its final failed attempt
+ * would have left it; claimOnce() writes the rest of that in the same transaction (error log, OneTime plan
+ * COMPLETED) and the scheduler fires ON_FAILURE and dead-letters it after commit.
+ *
+ * A lapse without that mark proves nothing ran: the claim of a scheduler that died before publishing it,
+ * a message still queued behind a backlog deeper than the lease (measured: 670 of a 5,000-task burst with
+ * a 3 s leaseTime on a loaded 2-core machine), a lost message. Such a task is dispatched again (counting
+ * the attempt) even past its last one, rather than failed without having run. An executor killed mid-run
+ * needs no lease: the broker hands its message to another.
+ *
+ * A task whose plan is no longer live is never SPENT but cancelled, as before. (Old values of t are read
+ * here: this is a SET expression.)
+ */
+const SPENT = `COALESCE(p.status IN ('${PlanStatus.Created}', '${PlanStatus.Running}') AND t.retry_at IS NOT NULL
+  AND t.attempt > p.max_failure_retry, false)`;
 
 /**
  * Each claim is one statement: pick rows with FOR UPDATE SKIP LOCKED and flip them in the same UPDATE, so
@@ -85,18 +142,26 @@ const CLAIM: Record<ClaimKind, string> = {
     FROM picked LEFT JOIN plans p ON p.id = picked.plan_id
     WHERE t.id = picked.id AND t.partition_key = picked.partition_key AND t.partition_key = ANY($1::int[])
     RETURNING t.id, t.partition_key, t.plan_id, t.attempt, t.dispatch_seq, picked.due AS due_at, t.next_created, t.lease_until`,
-  // A lapsed lease means the scheduler or executor holding the task died: dispatch it again now.
+  // A lapsed lease means the dispatch never reached an executor, or the executor could not record its result:
+  // dispatch it again now, as a new attempt, unless the executor said so and that was its last (SPENT).
   lease: `
     WITH picked AS (
       SELECT id, partition_key, plan_id FROM tasks
       WHERE partition_key = ANY($1::int[]) AND status = '${TaskStatus.Processing}' AND lease_until < $4
       ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED
     )
-    UPDATE tasks t SET dispatch_seq = t.dispatch_seq + 1, lease_until = $4::timestamptz + ${LEASE_MS} * interval '1 millisecond'
+    UPDATE tasks t SET
+      status = CASE WHEN ${SPENT} THEN '${TaskStatus.Failure}' ELSE t.status END,
+      executed_at = CASE WHEN ${SPENT} THEN $4::timestamptz ELSE t.executed_at END,
+      attempt = CASE WHEN ${SPENT} THEN t.attempt ELSE t.attempt + 1 END,
+      dispatch_seq = CASE WHEN ${SPENT} THEN t.dispatch_seq ELSE t.dispatch_seq + 1 END,
+      retry_at = NULL,
+      lease_until = CASE WHEN ${SPENT} THEN NULL ELSE $4::timestamptz + ${LEASE_MS} * interval '1 millisecond' END
     -- ($2, the horizon, is unused here; referenced only so all three statements take the same parameters.)
     FROM picked LEFT JOIN plans p ON p.id = picked.plan_id
     WHERE t.id = picked.id AND t.partition_key = picked.partition_key AND t.partition_key = ANY($1::int[]) AND $2::timestamptz IS NOT NULL
-    RETURNING t.id, t.partition_key, t.plan_id, t.attempt, t.dispatch_seq, $4::timestamptz AS due_at, t.next_created, t.lease_until`,
+    RETURNING t.id, t.partition_key, t.plan_id, t.attempt, t.dispatch_seq, $4::timestamptz AS due_at, t.next_created, t.lease_until,
+      t.status = '${TaskStatus.Failure}' AS spent, t.next_execution_at AS slot`,
 };
 
 export interface ClaimOptions {
@@ -112,20 +177,58 @@ export interface ClaimOptions {
 
 @Injectable()
 export class TaskClaimsRepository {
+  private readonly logger = new Logger('TaskClaims');
+
   constructor(private readonly ds: DataSource) {}
 
   /**
    * Claims a batch and, in the same transaction: cancels claims whose plan is no longer live, creates the
    * next occurrence of each recurring plan on its grid, and moves plans CREATED → RUNNING.
+   *
+   * Lock order. The claim holds task rows and never waits for a plan row: a cancel (or a PATCH) locks its
+   * plan first and then its CREATED tasks, so a claim waiting for that plan while holding one of those tasks
+   * would deadlock with it. Hence plans are moved to RUNNING only where their row is free (SKIP LOCKED), the
+   * others just after the commit (holding nothing by then), and the next task's foreign-key check (FOR KEY
+   * SHARE) does not conflict with the lock cancel takes (FOR NO KEY UPDATE, see PlansRepository).
+   *
+   * A transaction that fails transiently (a lost connection, a conflict) runs again; it committed nothing,
+   * or, if the connection died with the commit's answer on its way, its tasks stay leased and are dispatched
+   * again when the lease lapses.
    */
-  claim(kind: ClaimKind, o: ClaimOptions): Promise<ClaimedTask[]> {
+  async claim(kind: Exclude<ClaimKind, 'lease'>, o: ClaimOptions): Promise<ClaimedTask[]> {
+    return (await this.claimBatch(kind, o)).claimed;
+  }
+
+  /**
+   * Claims tasks whose lease lapsed, to dispatch them again as their next attempt, as claim() does; those
+   * that had no attempt left are finalised instead (SPENT) and returned as `exhausted`.
+   */
+  sweepLapsed(o: ClaimOptions): Promise<ClaimBatch> {
+    return this.claimBatch('lease', o);
+  }
+
+  private async claimBatch(kind: ClaimKind, o: ClaimOptions): Promise<ClaimBatch> {
+    const { claimed, starting, exhausted, ending } = await withTransientRetry(() => this.claimOnce(kind, o));
+    if (starting.length > 0) await this.markRunning(starting);
+    if (ending.length > 0) await this.markCompleted(ending);
+    return { claimed, exhausted };
+  }
+
+  /**
+   * The claim's transaction; `starting`: plans whose first dispatch this is but whose row was locked;
+   * `ending`: plans that an exhausted task completes but whose row was locked.
+   */
+  private claimOnce(kind: ClaimKind, o: ClaimOptions): Promise<ClaimBatch & { starting: string[]; ending: string[] }> {
     return this.ds.transaction(async (m) => {
       const now = Date.now();
-      const rows = await sqlRows<ClaimedRow>(m, CLAIM[kind], [
+      const all = await sqlRows<ClaimedRow>(m, CLAIM[kind], [
         o.partitions, new Date(o.horizon), o.limit, new Date(now), o.leaseTime, RUN_LEASE_MARGIN_MS,
       ]);
-      if (rows.length === 0) return [];
-      const plans = await this.plansOf(m, [...new Set(rows.map((r) => r.plan_id))]);
+      if (all.length === 0) return { claimed: [], starting: [], exhausted: [], ending: [] };
+      const plans = await this.plansOf(m, [...new Set(all.map((r) => r.plan_id))]);
+      const spent = all.filter((r) => r.spent === true);
+      const rows = spent.length === 0 ? all : all.filter((r) => r.spent !== true);
+      const { exhausted, ending } = spent.length === 0 ? { exhausted: [], ending: [] } : await this.finalise(m, spent, plans, now);
 
       const dead = rows.filter((r) => !isLive(plans.get(r.plan_id)));
       if (dead.length > 0) {
@@ -135,13 +238,18 @@ export class TaskClaimsRepository {
       }
       const live = rows.filter((r) => isLive(plans.get(r.plan_id)));
       await this.createSuccessors(m, live, plans, now, o.totalPartitions);
-      const starting = [...new Set(live.map((r) => r.plan_id))].filter((id) => plans.get(id)?.status === PlanStatus.Created);
+      let starting = [...new Set(live.map((r) => r.plan_id))].filter((id) => plans.get(id)?.status === PlanStatus.Created);
       if (starting.length > 0) {
-        await m.query(`UPDATE plans SET status = $2, updated_at = $3 WHERE id = ANY($1::uuid[]) AND status = $4`, [
-          starting, PlanStatus.Running, new Date(now), PlanStatus.Created,
-        ]);
+        const started = await sqlRows<{ id: string }>(
+          m,
+          `WITH free AS (SELECT id FROM plans WHERE id = ANY($1::uuid[]) AND status = $4 FOR NO KEY UPDATE SKIP LOCKED)
+           UPDATE plans p SET status = $2, updated_at = $3 FROM free WHERE p.id = free.id RETURNING p.id`,
+          [starting, PlanStatus.Running, new Date(now), PlanStatus.Created],
+        );
+        const done = new Set(started.map((r) => r.id));
+        starting = starting.filter((id) => !done.has(id));
       }
-      return live.map((r) => {
+      const claimed = live.map((r): ClaimedTask => {
         const plan = plans.get(r.plan_id)!;
         return {
           kind,
@@ -156,6 +264,92 @@ export class TaskClaimsRepository {
           leaseUntil: r.lease_until.getTime(),
         };
       });
+      return { claimed, starting, exhausted, ending };
+    });
+  }
+
+  /**
+   * What the executor writes for a final failed attempt (TaskResultsRepository.failed), for tasks the lease
+   * sweep just made FAILURE: the error log, and the plan COMPLETED when this was its last run (a OneTime
+   * plan; a bounded Recurring one at or past end_at), never over CANCELLED. A recurring plan carries on: its
+   * next task was created when this one was first claimed. Plans are completed only where their row is free
+   * (the lock order above); `ending` lists the others, for after the commit. Few rows, rarely.
+   */
+  private async finalise(
+    m: EntityManager,
+    rows: ClaimedRow[],
+    plans: Map<string, PlanRow>,
+    now: number,
+  ): Promise<{ exhausted: ExhaustedTask[]; ending: string[] }> {
+    const at = new Date(now);
+    const reasons = rows.map((r) =>
+      storableText(`No result after ${r.attempt} dispatch${r.attempt === 1 ? '' : 'es'} --- the executor could not record one`),
+    );
+    await m.query(
+      `INSERT INTO error_logs (plan_id, task_id, type, error, timestamp)
+       SELECT r.plan_id, r.task_id, $4, r.error, $5 FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS r(plan_id, task_id, error)`,
+      [rows.map((r) => r.plan_id), rows.map((r) => r.id), reasons, ErrorLogKind.Executor, at],
+    );
+    const last = rows.filter((r) => isLastRun(plans.get(r.plan_id)?.type ?? {}, r.slot?.getTime() ?? now));
+    let ending = [...new Set(last.map((r) => r.plan_id))];
+    if (ending.length > 0) {
+      const completed = await sqlRows<{ id: string }>(
+        m,
+        `WITH free AS (SELECT id FROM plans WHERE id = ANY($1::uuid[]) AND status IN ($4, $5) FOR NO KEY UPDATE SKIP LOCKED)
+         UPDATE plans p SET status = $2, updated_at = $3 FROM free WHERE p.id = free.id RETURNING p.id`,
+        [ending, PlanStatus.Completed, at, PlanStatus.Created, PlanStatus.Running],
+      );
+      const done = new Set(completed.map((r) => r.id));
+      ending = ending.filter((id) => !done.has(id));
+    }
+    const hooks: { id: string; hook: JsonObject[] | null }[] = await m.query(`SELECT id, hook FROM plans WHERE id = ANY($1::uuid[])`, [
+      [...new Set(rows.map((r) => r.plan_id))],
+    ]);
+    const hooksOf = new Map(hooks.map((p) => [p.id, p.hook ?? []]));
+    const exhausted = rows.map((r, i): ExhaustedTask => {
+      const plan = plans.get(r.plan_id);
+      return {
+        taskId: r.id,
+        partitionKey: r.partition_key,
+        planId: r.plan_id,
+        attempt: r.attempt,
+        dispatchSeq: r.dispatch_seq,
+        dueAt: r.slot?.getTime() ?? now,
+        action: plan?.action ?? {},
+        maxFailureRetry: plan?.max_failure_retry ?? 0,
+        hooks: hooksOf.get(r.plan_id) ?? [],
+        reason: reasons[i],
+      };
+    });
+    return { exhausted, ending };
+  }
+
+  /**
+   * COMPLETED, after the commit, for plans an exhausted task ended but whose row was locked (mostly by a
+   * cancel, which then wins: completion never overwrites CANCELLED). Waiting is safe now that nothing is held.
+   */
+  private async markCompleted(planIds: string[]): Promise<void> {
+    await withTransientRetry(() =>
+      this.ds.query(`UPDATE plans SET status = $2, updated_at = $3 WHERE id = ANY($1::uuid[]) AND status IN ($4, $5)`, [
+        planIds, PlanStatus.Completed, new Date(), PlanStatus.Created, PlanStatus.Running,
+      ]),
+    ).catch((e: unknown) => {
+      this.logger.error(`${planIds.length} plan(s) whose last task failed stay RUNNING: ${e instanceof Error ? e.message : String(e)}`);
+    });
+  }
+
+  /**
+   * CREATED → RUNNING for plans whose row the claim found locked (by a cancel, a PATCH, a result being
+   * recorded). Waiting is safe now that the claim holds nothing; a plan cancelled or completed meanwhile
+   * stays so. Cosmetic next to the claim itself, so a failure is logged and the claim still stands.
+   */
+  private async markRunning(planIds: string[]): Promise<void> {
+    await withTransientRetry(() =>
+      this.ds.query(`UPDATE plans SET status = $2, updated_at = $3 WHERE id = ANY($1::uuid[]) AND status = $4`, [
+        planIds, PlanStatus.Running, new Date(), PlanStatus.Created,
+      ]),
+    ).catch((e: unknown) => {
+      this.logger.warn(`${planIds.length} plan(s) stay CREATED after their first dispatch: ${e instanceof Error ? e.message : String(e)}`);
     });
   }
 
@@ -174,12 +368,14 @@ export class TaskClaimsRepository {
           ? `status = '${TaskStatus.Created}', attempt = t.attempt - 1, lease_until = NULL`
           : kind === 'retry'
             ? `status = '${TaskStatus.Failure}', attempt = t.attempt - 1, lease_until = NULL, retry_at = now()`
-            : `lease_until = now()`;
-      await this.ds.query(
-        `UPDATE tasks t SET ${restore}
-         FROM unnest($1::uuid[], $2::int[]) AS r(id, seq)
-         WHERE t.id = r.id AND t.dispatch_seq = r.seq AND t.status = '${TaskStatus.Processing}'`,
-        [ids, seqs],
+            : `attempt = t.attempt - 1, lease_until = now()`;
+      await withTransientRetry(() =>
+        this.ds.query(
+          `UPDATE tasks t SET ${restore}
+           FROM unnest($1::uuid[], $2::int[]) AS r(id, seq)
+           WHERE t.id = r.id AND t.dispatch_seq = r.seq AND t.status = '${TaskStatus.Processing}'`,
+          [ids, seqs],
+        ),
       );
     }
   }
@@ -219,6 +415,15 @@ export class TaskClaimsRepository {
       );
     }
   }
+}
+
+/**
+ * The executor's rule (ExecutorService.isLastRun): a OneTime plan ends with its task's final attempt, a
+ * bounded Recurring plan with the first slot at or after end_at.
+ */
+function isLastRun(planType: JsonObject, slot: number): boolean {
+  if (planType.type === PLAN_TYPE.OneTime) return true;
+  return typeof planType.end_at === 'number' && slot >= planType.end_at;
 }
 
 function isLive(plan: PlanRow | undefined): plan is PlanRow {

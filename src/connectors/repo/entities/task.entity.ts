@@ -34,7 +34,10 @@ export class TaskEntity {
   @Column({ name: 'dispatch_seq', type: 'int', default: 0 })
   dispatchSeq!: number;
 
-  /** While a failed task waits for another attempt: when it is due. */
+  /**
+   * While a failed task waits for another attempt: when it is due. On a PROCESSING task: its executor could
+   * not record the outcome of this dispatch, which the scheduler then counts (TaskClaimsRepository SPENT).
+   */
   @Column({ name: 'retry_at', type: 'timestamptz', precision: 3, nullable: true })
   retryAt!: Date | null;
 

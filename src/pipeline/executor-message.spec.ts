@@ -1,0 +1,38 @@
+import { QueueName } from '../connectors/queue/queue.port';
+import {
+  EXECUTOR_BATCH_TYPE, EXECUTOR_MESSAGE_TYPE, ExecutorMessage, executorDispatches, executorPrefetch, MAX_TASKS_PER_MESSAGE,
+} from './executor-message';
+
+const task = (i: number) => ({ type: EXECUTOR_MESSAGE_TYPE, taskId: `t${i}` }) as unknown as ExecutorMessage;
+
+describe('executorDispatches', () => {
+  it('puts batches on the executor batch queue and a lone task, as itself, on the executor queue', () => {
+    const many = Array.from({ length: 2 * MAX_TASKS_PER_MESSAGE + 1 }, (_, i) => task(i));
+    expect(executorDispatches(many)).toEqual([
+      { queue: QueueName.Executor, messages: [many[2 * MAX_TASKS_PER_MESSAGE]] },
+      {
+        queue: QueueName.ExecutorBatch,
+        messages: [
+          { type: EXECUTOR_BATCH_TYPE, tasks: many.slice(0, MAX_TASKS_PER_MESSAGE) },
+          { type: EXECUTOR_BATCH_TYPE, tasks: many.slice(MAX_TASKS_PER_MESSAGE, 2 * MAX_TASKS_PER_MESSAGE) },
+        ],
+      },
+    ]);
+    expect(executorDispatches([task(7)])).toEqual([{ queue: QueueName.Executor, messages: [task(7)] }]);
+    expect(executorDispatches([task(1), task(2)])).toEqual([
+      { queue: QueueName.ExecutorBatch, messages: [{ type: EXECUTOR_BATCH_TYPE, tasks: [task(1), task(2)] }] },
+    ]);
+    expect(executorDispatches([])).toEqual([]);
+  });
+});
+
+describe('executorPrefetch', () => {
+  it.each([1, 8, 49, 50, 64, 256, 10_000])('bounds the tasks an executor of concurrency %i holds by 3 × concurrency + 100', (concurrency) => {
+    const { lone, batch } = executorPrefetch(concurrency);
+    expect(lone).toBe(concurrency);
+    // Enough batches to fill every slot twice, with one more waiting...
+    expect(batch * MAX_TASKS_PER_MESSAGE).toBeGreaterThanOrEqual(2 * concurrency + MAX_TASKS_PER_MESSAGE);
+    // ...and never the `concurrency` × 50 tasks that one prefetch of `concurrency` messages allowed.
+    expect(lone + batch * MAX_TASKS_PER_MESSAGE).toBeLessThanOrEqual(3 * concurrency + 2 * MAX_TASKS_PER_MESSAGE);
+  });
+});
