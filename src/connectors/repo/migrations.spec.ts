@@ -177,57 +177,70 @@ describe('pglite on disk', () => {
   });
 });
 
+/**
+ * Builds the schema as the release before `migration` left it (every migration listed before it), lets
+ * `seed` put data in it, then runs all of Karya's migrations as a start-up would and hands the result to
+ * `check`: each new migration is tested on a database holding the previous schema's data.
+ */
+async function upgradeFromPrevious(
+  url: string,
+  migration: string,
+  seed: (old: DataSource) => Promise<void>,
+  check: (ds: DataSource) => Promise<void>,
+): Promise<void> {
+  const config = repoConfig({ provider: 'psql', url });
+  const all = karyaMigrations(PARTITIONS);
+  const index = all.findIndex((m) => new m().name === migration);
+  expect(index).toBeGreaterThan(0);
+  const old = new DataSource({ type: 'postgres', url, migrations: all.slice(0, index), migrationsTableName: 'karya_migrations' });
+  await old.initialize();
+  try {
+    await old.runMigrations();
+    await seed(old);
+  } finally {
+    await old.destroy();
+  }
+  const ds = buildDataSource(config);
+  await ds.initialize();
+  try {
+    await runMigrations(ds, config);
+    await check(ds);
+  } finally {
+    await ds.destroy();
+  }
+}
+
 describe('the api_keys migration on a database holding the previous schema and its data (psql)', () => {
   let db3: TestDatabase;
   beforeAll(async () => (db3 = await createTestDatabase()));
   afterAll(async () => db3.drop());
 
   it('adds api_keys beside the existing users, plans and tasks, which are kept as they were', async () => {
-    const config = repoConfig({ provider: 'psql', url: db3.url });
-    const all = karyaMigrations(PARTITIONS);
-    const previous = all.filter((m) => m.name !== 'ApiKeys1765000000000');
-    expect(previous).toHaveLength(all.length - 1);
-    // The schema as the release before this migration left it, with data in it.
-    const old = new DataSource({ type: 'postgres', url: db3.url, migrations: previous, migrationsTableName: 'karya_migrations' });
-    await old.initialize();
     const userId = randomUUID();
     const planId = randomUUID();
-    try {
-      await old.runMigrations();
-      await old.query(`INSERT INTO users (id, name) VALUES ($1, 'before-keys')`, [userId]);
-      await old.query(
-        `INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, created_at, updated_at)
-         VALUES ($1, $2, 'old plan', 'PT1M', '{"type":"karya.core.entities.PlanType.OneTime"}', 'CREATED', 3, '{}', now(), now())`,
-        [planId, userId],
-      );
-    } finally {
-      await old.destroy();
-    }
-
-    const ds = buildDataSource(config);
-    await ds.initialize();
-    try {
-      await runMigrations(ds, config);
-      expect(await ds.query(`SELECT name FROM users WHERE id = $1`, [userId])).toEqual([{ name: 'before-keys' }]);
-      expect(await ds.query(`SELECT description FROM plans WHERE id = $1`, [planId])).toEqual([{ description: 'old plan' }]);
-      await ds.query(`INSERT INTO api_keys (id, user_id, prefix, hash, created_at) VALUES ($1, $2, 'karya_abcdef', $3, now())`, [
-        randomUUID(), userId, 'a'.repeat(64),
-      ]);
-      // One hash, one key: the lookup index is unique.
-      await expect(
-        ds.query(`INSERT INTO api_keys (id, user_id, prefix, hash, created_at) VALUES ($1, $2, 'karya_abcdef', $3, now())`, [
-          randomUUID(), userId, 'a'.repeat(64),
-        ]),
-      ).rejects.toThrow(/api_keys_hash_idx/);
-      // A key needs an existing user.
-      await expect(
-        ds.query(`INSERT INTO api_keys (id, user_id, prefix, hash, created_at) VALUES ($1, $2, 'karya_abcdef', $3, now())`, [
-          randomUUID(), randomUUID(), 'b'.repeat(64),
-        ]),
-      ).rejects.toThrow(/foreign key/);
-    } finally {
-      await ds.destroy();
-    }
+    const insertKey = (ds: DataSource, user: string, hash: string) =>
+      ds.query(`INSERT INTO api_keys (id, user_id, prefix, hash, created_at) VALUES ($1, $2, 'karya_abcdef', $3, now())`, [randomUUID(), user, hash]);
+    await upgradeFromPrevious(
+      db3.url,
+      'ApiKeys1765000000000',
+      async (old) => {
+        await old.query(`INSERT INTO users (id, name) VALUES ($1, 'before-keys')`, [userId]);
+        await old.query(
+          `INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, created_at, updated_at)
+           VALUES ($1, $2, 'old plan', 'PT1M', '{"type":"karya.core.entities.PlanType.OneTime"}', 'CREATED', 3, '{}', now(), now())`,
+          [planId, userId],
+        );
+      },
+      async (ds) => {
+        expect(await ds.query(`SELECT name FROM users WHERE id = $1`, [userId])).toEqual([{ name: 'before-keys' }]);
+        expect(await ds.query(`SELECT description FROM plans WHERE id = $1`, [planId])).toEqual([{ description: 'old plan' }]);
+        await insertKey(ds, userId, 'a'.repeat(64));
+        // One hash, one key: the lookup index is unique.
+        await expect(insertKey(ds, userId, 'a'.repeat(64))).rejects.toThrow(/api_keys_hash_idx/);
+        // A key needs an existing user.
+        await expect(insertKey(ds, randomUUID(), 'b'.repeat(64))).rejects.toThrow(/foreign key/);
+      },
+    );
   });
 });
 
@@ -237,23 +250,19 @@ describe('the hook_retries migration on a database holding the previous schema a
   afterAll(async () => db4.drop());
 
   it('adds hook_retries, ordered by due time, beside the existing rows, which are kept as they were', async () => {
-    const config = repoConfig({ provider: 'psql', url: db4.url });
-    const all = karyaMigrations(PARTITIONS);
-    const previous = all.filter((m) => m.name !== 'HookRetries1766000000000');
-    expect(previous).toHaveLength(all.length - 1);
-    const old = new DataSource({ type: 'postgres', url: db4.url, migrations: previous, migrationsTableName: 'karya_migrations' });
-    await old.initialize();
     const userId = randomUUID();
     const planId = randomUUID();
     const taskId = randomUUID();
-    try {
-      await old.runMigrations();
-      await old.query(`INSERT INTO users (id, name) VALUES ($1, 'before-hook-retries')`, [userId]);
-      await old.query(
-        `INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, hook, created_at, updated_at)
-         VALUES ($1, $2, 'old plan', 'PT1M', '{"type":"karya.core.entities.PlanType.OneTime"}', 'RUNNING', 3, '{}',
-                 '[{"trigger":"ON_FAILURE","max_retry":3,"action":{}}]', now(), now())`,
-        [planId, userId],
+    await upgradeFromPrevious(
+      db4.url,
+      'HookRetries1766000000000',
+      async (old) => {
+        await old.query(`INSERT INTO users (id, name) VALUES ($1, 'before-hook-retries')`, [userId]);
+        await old.query(
+          `INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, hook, created_at, updated_at)
+           VALUES ($1, $2, 'old plan', 'PT1M', '{"type":"karya.core.entities.PlanType.OneTime"}', 'RUNNING', 3, '{}',
+                   '[{"trigger":"ON_FAILURE","max_retry":3,"action":{}}]', now(), now())`,
+          [planId, userId],
       );
       await old.query(
         `INSERT INTO tasks (id, plan_id, partition_key, status, created_at, next_execution_at) VALUES ($1, $2, 1, 'FAILURE', now(), now())`,
@@ -262,14 +271,8 @@ describe('the hook_retries migration on a database holding the previous schema a
       await old.query(`INSERT INTO error_logs (plan_id, task_id, type, error, timestamp) VALUES ($1, $2, 'HOOK', 'old hook failure', now())`, [
         planId, taskId,
       ]);
-    } finally {
-      await old.destroy();
-    }
-
-    const ds = buildDataSource(config);
-    await ds.initialize();
-    try {
-      await runMigrations(ds, config);
+      },
+      async (ds) => {
       expect(await ds.query(`SELECT name FROM users WHERE id = $1`, [userId])).toEqual([{ name: 'before-hook-retries' }]);
       expect(await ds.query(`SELECT status, hook->0->>'trigger' AS trigger FROM plans WHERE id = $1`, [planId])).toEqual([
         { status: 'RUNNING', trigger: 'ON_FAILURE' },
@@ -291,8 +294,7 @@ describe('the hook_retries migration on a database holding the previous schema a
       // Ids are chosen by the executor; a second insert of the same id is refused (the write's retry relies on it).
       const [{ id }]: { id: string }[] = await ds.query(`SELECT id FROM hook_retries LIMIT 1`);
       await expect(ds.query(`INSERT INTO hook_retries (id, due_at, message) VALUES ($1, now(), '{}')`, [id])).rejects.toThrow(/hook_retries_pkey/);
-    } finally {
-      await ds.destroy();
-    }
+      },
+    );
   });
 });
