@@ -111,7 +111,8 @@ export class PlansService {
   /** Non-null fields replace stored values; a new period applies from the next task created. */
   async update(req: UpdatePlanRequestDto, owner?: string): Promise<PlanEntity> {
     // Checked before the lock too, so nobody can hold up (or time) another user's plan through its lock.
-    await this.findVisible(req.plan_id, owner);
+    // An unscoped caller needs no such read: the locked read below answers a missing plan.
+    if (owner !== undefined) await this.findVisible(req.plan_id, owner);
     return this.withPlanLock(req.plan_id, () =>
       this.plans.transaction(async (m) => {
         const plan = await this.plans.findPlanForUpdate(m, req.plan_id);
@@ -139,7 +140,7 @@ export class PlansService {
    * descendant: a completed OneTime parent whose chained child still runs is exactly what users cancel.
    */
   async cancel(id: string, owner?: string): Promise<PlanEntity> {
-    await this.findVisible(id, owner);
+    if (owner !== undefined) await this.findVisible(id, owner);
     return this.withPlanLock(id, () =>
       this.plans.transaction(async (m) => {
         const plan = await this.plans.findPlanForUpdate(m, id);

@@ -32,24 +32,15 @@ export interface ClaimedTask {
 /**
  * A task the lease sweep finalised instead of dispatching again (see SPENT), already FAILURE with its error
  * log: what the scheduler needs, after commit, to fire its ON_FAILURE hooks and dead-letter its last dispatch.
+ * Here `attempt` is the dispatches made (the last one's attempt number), `dispatchSeq` the last dispatch's
+ * fencing token (the dead letter carries that dispatch), and `dueAt` the task's slot.
  */
-export interface ExhaustedTask {
-  taskId: string;
-  partitionKey: number;
-  planId: string;
-  /** Dispatches made, the last one's attempt number. */
-  attempt: number;
-  /** The last dispatch's fencing token (the dead letter carries that dispatch). */
-  dispatchSeq: number;
-  /** The task's slot (epoch ms). */
-  dueAt: number;
-  action: JsonObject;
-  maxFailureRetry: number;
+export type ExhaustedTask = Omit<ClaimedTask, 'kind' | 'leaseUntil'> & {
   /** The plan's hooks as they are now. */
   hooks: JsonObject[];
   /** Why it ended: the text of its error log and of its dead letter. */
   reason: string;
-}
+};
 
 export interface ClaimBatch {
   /** Claimed for dispatch. */
