@@ -5,6 +5,7 @@ import * as ipaddr from 'ipaddr.js';
 import { parse as parseYaml } from 'yaml';
 import { describeRoles, isAllRoles, parseRoles, Role, RoleError } from '../role/role';
 import { DEFAULT_MAX_ERROR_TEXT_BYTES } from '../common/storable-text';
+import { parsePeriod, PeriodError } from '../modules/plans/period';
 import {
   AuthSection,
   CONNECTOR_CONFIG_CLASSES,
@@ -73,7 +74,7 @@ export const DEFAULTS = {
     heartbeat: 5, connectTimeout: 5000, publishTimeout: 10_000,
   },
   /** requestTimeout: a client hears back within 10 s even when a dependency is silent (README "Failure handling"). */
-  server: { port: 8080, strictMode: true, maxChainedDepth: 2, metricsEnabled: true, minRecurringPeriod: 1000, requestTimeout: 8000 },
+  server: { port: 8080, strictMode: true, maxChainedDepth: 2, metricsEnabled: true, minRecurringPeriod: 1000, requestTimeout: 8000, summaryLimit: 1000 },
   /**
    * Per-user limits in apikey mode (off in none mode unless configured): generous enough for a busy
    * client, small enough that one runaway key cannot starve the others.
@@ -81,7 +82,7 @@ export const DEFAULTS = {
   rateLimit: { requestsPerMinute: 6000, submissionsPerMinute: 3000 },
   /** Admin keys shorter than this are refused at start-up: a guessable admin key is no protection. */
   minAdminKeyLength: 16,
-  scheduler: { threadCount: 2, workers: 3, channelCapacity: 10, pollFrequency: 300, executionBuffer: 1000, metricsEnabled: true, leaseTime: 30_000 },
+  scheduler: { threadCount: 2, workers: 3, channelCapacity: 10, pollFrequency: 300, executionBuffer: 1000, metricsEnabled: true, leaseTime: 30_000, retention: 'P30D' },
   executor: {
     metricsEnabled: true,
     concurrency: 64,
@@ -359,6 +360,7 @@ function resolveServer(
     },
     maxLivePlansPerUser: a?.maxLivePlansPerUser ?? 0,
     requestTimeout: a?.requestTimeout ?? d.requestTimeout,
+    summaryLimit: a?.summaryLimit ?? d.summaryLimit,
   };
 }
 
@@ -433,7 +435,18 @@ function resolveScheduler(file: SchedulerFile | undefined, partitions: number, p
     repoPartitions: repoPartitions ? [...new Set(repoPartitions)].sort((x, y) => x - y) : undefined,
     metricsEnabled: a?.metricsEnabled ?? a?.monitoringEnabled ?? d.metricsEnabled,
     leaseTime: a?.leaseTime ?? d.leaseTime,
+    retention: resolveRetention(a?.retention ?? d.retention, problems),
   };
+}
+
+/** retention is an ISO-8601 duration like a plan's period (PT0S = keep everything). */
+function resolveRetention(text: string, problems: string[]): number {
+  try {
+    return parsePeriod(text);
+  } catch (e) {
+    problems.push(`scheduler.yml: application.retention: ${e instanceof PeriodError ? e.message : String(e)}, got ${JSON.stringify(text)}`);
+    return 0;
+  }
 }
 
 function resolveExecutor(file: ExecutorFile | undefined, repoProvider: RepoConfig['provider'], problems: string[]): ExecutorConfig {

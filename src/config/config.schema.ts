@@ -182,6 +182,8 @@ export class ServerApplication {
   @Int(0) maxLivePlansPerUser?: number;
   /** New: ms after which an API call still unanswered gets a 503 with Retry-After. */
   @Int(1) requestTimeout?: number;
+  /** New: most tasks and most error logs /summary returns (the newest); the paged endpoints return all. */
+  @Int(1, 100_000) summaryLimit?: number;
 }
 
 export class ServerFile {
@@ -209,6 +211,8 @@ export class SchedulerApplication {
   @Int(1) workers?: number;
   /** New: ms a claimed task may stay unfinished past its due time before it is dispatched again. */
   @Int(1000) leaseTime?: number;
+  /** New: ISO-8601 duration finished history is kept (housekeeping); PT0S keeps everything. */
+  @Str() retention?: string;
   @Nested(() => FetcherSection) fetcher?: FetcherSection;
 }
 

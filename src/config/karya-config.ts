@@ -117,6 +117,8 @@ export class ServerConfig {
   maxLivePlansPerUser!: number;
   /** ms; an HTTP call not answered by then gets a 503 with Retry-After (the work it started may still finish). */
   requestTimeout!: number;
+  /** Most tasks and most error logs GET /v1/plan/{id}/summary returns: the newest, still oldest first. */
+  summaryLimit!: number;
 }
 
 export class SchedulerConfig {
@@ -131,6 +133,11 @@ export class SchedulerConfig {
   metricsEnabled!: boolean;
   /** ms a claimed task may stay unfinished past its due time before another scheduler dispatches it again. */
   leaseTime!: number;
+  /**
+   * ms finished history (tasks, error logs, dead letters, COMPLETED/CANCELLED plans) is kept before the
+   * housekeeper deletes it; 0 keeps everything.
+   */
+  retention!: number;
 }
 
 export type ConnectorType = 'restapi' | 'slack' | 'email' | 'kafka' | 'chained';

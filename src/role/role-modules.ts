@@ -1,5 +1,8 @@
 import { Type } from '@nestjs/common';
 import { ApiKeysModule } from '../auth/api-keys.module';
+import { DeadLetterRecorderModule } from '../dead-letters/dead-letter-recorder.module';
+import { DeadLettersModule } from '../dead-letters/dead-letters.module';
+import { HousekeepingModule } from '../housekeeping/housekeeping.module';
 import { ExecutorModule } from '../modules/executor/executor.module';
 import { HooksModule } from '../modules/hooks/hooks.module';
 import { PlansModule } from '../modules/plans/plans.module';
@@ -12,9 +15,9 @@ import { Role } from './role';
  * roles is never imported, so its controllers, consumers and loops do not exist there.
  */
 export const ROLE_MODULES: Readonly<Record<Role, readonly Type[]>> = {
-  [Role.Server]: [UsersModule, ApiKeysModule, PlansModule],
-  [Role.Scheduler]: [SchedulerModule],
-  [Role.Executor]: [ExecutorModule, HooksModule],
+  [Role.Server]: [UsersModule, ApiKeysModule, PlansModule, DeadLettersModule],
+  [Role.Scheduler]: [SchedulerModule, HousekeepingModule],
+  [Role.Executor]: [ExecutorModule, HooksModule, DeadLetterRecorderModule],
 };
 
 export function modulesForRoles(roles: ReadonlySet<Role>): Type[] {

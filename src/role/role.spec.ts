@@ -5,6 +5,9 @@ import { PlansModule } from '../modules/plans/plans.module';
 import { SchedulerModule } from '../modules/scheduler/scheduler.module';
 import { ApiKeysModule } from '../auth/api-keys.module';
 import { UsersModule } from '../modules/users/users.module';
+import { DeadLetterRecorderModule } from '../dead-letters/dead-letter-recorder.module';
+import { DeadLettersModule } from '../dead-letters/dead-letters.module';
+import { HousekeepingModule } from '../housekeeping/housekeeping.module';
 import { parseRoles, Role, RoleError } from './role';
 import { modulesForRoles } from './role-modules';
 
@@ -31,14 +34,14 @@ describe('parseRoles', () => {
 
 describe('role → modules table', () => {
   it('composes each role from its own modules only', () => {
-    expect(names(modulesForRoles(new Set([Role.Server])))).toEqual(names([UsersModule, ApiKeysModule, PlansModule]));
-    expect(names(modulesForRoles(new Set([Role.Scheduler])))).toEqual(names([SchedulerModule]));
-    expect(names(modulesForRoles(new Set([Role.Executor])))).toEqual(names([ExecutorModule, HooksModule]));
+    expect(names(modulesForRoles(new Set([Role.Server])))).toEqual(names([UsersModule, ApiKeysModule, PlansModule, DeadLettersModule]));
+    expect(names(modulesForRoles(new Set([Role.Scheduler])))).toEqual(names([SchedulerModule, HousekeepingModule]));
+    expect(names(modulesForRoles(new Set([Role.Executor])))).toEqual(names([ExecutorModule, HooksModule, DeadLetterRecorderModule]));
   });
 
   it('gives all roles the union, each module once', () => {
     const all = modulesForRoles(parseRoles('all'));
-    expect(names(all)).toEqual(names([UsersModule, ApiKeysModule, PlansModule, HooksModule, SchedulerModule, ExecutorModule]));
+    expect(names(all)).toEqual(names([UsersModule, ApiKeysModule, PlansModule, DeadLettersModule, HooksModule, SchedulerModule, ExecutorModule, HousekeepingModule, DeadLetterRecorderModule]));
     expect(new Set(all).size).toBe(all.length);
   });
 });

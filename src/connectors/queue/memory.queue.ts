@@ -65,6 +65,11 @@ export class MemoryQueue extends TaskQueue {
     this.assertOpen();
   }
 
+  /** Messages held for `queue`: waiting, and in consumers' hands (what this process keeps in memory). */
+  depth(queue: QueueName): number {
+    return this.pendingOf(queue).length + this.consumersOf(queue).reduce((n, c) => n + c.inFlight.size, 0);
+  }
+
   close(): Promise<void> {
     this.closing ??= (async () => {
       const all = ALL_QUEUES.flatMap((q) => [...this.consumersOf(q)]);

@@ -298,3 +298,51 @@ describe('the hook_retries migration on a database holding the previous schema a
     );
   });
 });
+
+describe('the dead_letters migration on a database holding the previous schema and its data (psql)', () => {
+  let db5: TestDatabase;
+  beforeAll(async () => (db5 = await createTestDatabase()));
+  afterAll(async () => db5.drop());
+
+  it('adds dead_letters beside the existing rows, which are kept as they were, and pages a user newest first', async () => {
+    const userId = randomUUID();
+    const planId = randomUUID();
+    const taskId = randomUUID();
+    const retryId = randomUUID();
+    await upgradeFromPrevious(
+      db5.url,
+      'DeadLetters1767000000000',
+      async (old) => {
+        await old.query(`INSERT INTO users (id, name) VALUES ($1, 'before-dead-letters')`, [userId]);
+        await old.query(
+          `INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, created_at, updated_at)
+           VALUES ($1, $2, 'old plan', 'PT1M', '{"type":"karya.core.entities.PlanType.OneTime"}', 'COMPLETED', 0, '{}', now(), now())`,
+          [planId, userId],
+        );
+        await old.query(
+          `INSERT INTO tasks (id, plan_id, partition_key, status, attempt, created_at, next_execution_at) VALUES ($1, $2, 1, 'FAILURE', 1, now(), now())`,
+          [taskId, planId],
+        );
+        await old.query(`INSERT INTO hook_retries (id, due_at, message) VALUES ($1, now(), '{"attempt": 2}')`, [retryId]);
+      },
+      async (ds) => {
+        expect(await ds.query(`SELECT status FROM plans WHERE id = $1`, [planId])).toEqual([{ status: 'COMPLETED' }]);
+        expect(await ds.query(`SELECT status, attempt FROM tasks WHERE id = $1`, [taskId])).toEqual([{ status: 'FAILURE', attempt: 1 }]);
+        expect(await ds.query(`SELECT message FROM hook_retries WHERE id = $1`, [retryId])).toEqual([{ message: { attempt: 2 } }]);
+        const insert = (kind: string, at: string) =>
+          ds.query(
+            `INSERT INTO dead_letters (id, user_id, kind, queue, plan_id, task_id, reason, attempts, message, created_at)
+             VALUES ($1, $2, $3, 'executor', $4, $5, 'boom', 1, '{"n": 1}', $6::timestamptz)`,
+            [randomUUID(), userId, kind, planId, taskId, at],
+          );
+        await insert('TASK', '2026-01-01T00:00:00Z');
+        await insert('HOOK', '2026-01-02T00:00:00Z');
+        await expect(insert('OTHER', '2026-01-03T00:00:00Z')).rejects.toThrow(/check constraint/);
+        const page: { kind: string }[] = await ds.query(`SELECT kind FROM dead_letters WHERE user_id = $1 ORDER BY created_at DESC, id DESC`, [userId]);
+        expect(page.map((r) => r.kind)).toEqual(['HOOK', 'TASK']);
+        const idx: { indexname: string }[] = await ds.query(`SELECT indexname FROM pg_indexes WHERE tablename = 'dead_letters' ORDER BY indexname`);
+        expect(idx.map((r) => r.indexname)).toEqual(['dead_letters_created_idx', 'dead_letters_pkey', 'dead_letters_user_created_idx']);
+      },
+    );
+  });
+});
