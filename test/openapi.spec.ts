@@ -122,6 +122,13 @@ describe('openapi/karya-v1.json', () => {
       'GET /v1/plan/{plan_id}': ['400', '401', '404'],
       'GET /v1/plan/{plan_id}/summary': ['400', '401', '404'],
       'POST /v1/plan/{plan_id}': ['400', '401', '404', '503'],
+      // Bounded history: the summary's rest, a page at a time.
+      'GET /v1/plan/{plan_id}/tasks': ['400', '401', '404'],
+      'GET /v1/plan/{plan_id}/error-logs': ['400', '401', '404'],
+      // Dead letters.
+      'GET /v1/dead-letters': ['400', '401', '403'],
+      'POST /v1/dead-letters/{id}/replay': ['400', '401', '404', '409'],
+      'DELETE /v1/dead-letters/{id}': ['400', '401', '404'],
       // Key management (apikey mode).
       'POST /v1/user/{user_id}/keys': ['401', '403', '404'],
       'GET /v1/user/{user_id}/keys': ['401', '403'],

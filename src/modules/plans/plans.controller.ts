@@ -24,7 +24,9 @@ import { REQUEST_MODELS, SubmitPlanRequestDto, UpdatePlanRequestDto } from './dt
 import {
   GetPlanResponseDto,
   GetSummaryResponseDto,
+  ListErrorLogsResponseDto,
   ListPlansResponseDto,
+  ListTasksResponseDto,
   mapErrorLog,
   mapPlan,
   mapTask,
@@ -36,6 +38,12 @@ import { PlansService } from './plans.service';
 /** Page indexes past this would only ever return empty pages; refusing them keeps OFFSET arithmetic sane. */
 const MAX_PAGE = 100_000_000;
 const PLAIN_TEXT = plainText('period_time: must not be negative, got "-PT5S"');
+const PAGE_QUERY = {
+  name: 'page',
+  required: false,
+  description: `Page index (page 2 = rows 40-59), 0..${MAX_PAGE}`,
+  schema: { type: 'integer', default: 0, minimum: 0 },
+} as const;
 
 @ApiTags('plans')
 @ApiExtraModels(...REQUEST_MODELS, ...RESPONSE_MODELS)
@@ -61,7 +69,7 @@ export class PlansController {
   @Get()
   @ApiOperation({ summary: "A user's plans, newest first, 20 a page" })
   @ApiQuery({ name: 'user_id', type: String, format: 'uuid', required: true })
-  @ApiQuery({ name: 'page', required: false, description: `Page index (page 2 = rows 40-59), 0..${MAX_PAGE}`, schema: { type: 'integer', default: 0, minimum: 0 } })
+  @ApiQuery(PAGE_QUERY)
   @ApiOkResponse({ type: ListPlansResponseDto, description: 'A page of plans' })
   @ApiBadRequestResponse(PLAIN_TEXT)
   @ApiForbiddenResponse(plainText('user_id: a key may act only for its own user, got "…"'))
@@ -95,14 +103,52 @@ export class PlansController {
   }
 
   @Get(':plan_id/summary')
-  @ApiOperation({ summary: 'A plan, all its tasks and all its error logs (oldest first)' })
+  @ApiOperation({
+    summary:
+      'A plan, its newest summaryLimit (server.yml, default 1000) tasks and its newest summaryLimit error logs, each oldest first; ' +
+      'GET /v1/plan/{plan_id}/tasks and /error-logs page through all of them',
+  })
   @ApiParam({ name: 'plan_id', format: 'uuid' })
-  @ApiOkResponse({ type: GetSummaryResponseDto, description: 'The plan, its tasks and error logs' })
+  @ApiOkResponse({ type: GetSummaryResponseDto, description: 'The plan, its newest tasks and error logs' })
   @ApiBadRequestResponse(PLAIN_TEXT)
   @ApiNotFoundResponse(plainText('Plan not found --- ID'))
   async summary(@CurrentCaller() caller: Caller, @Param('plan_id') planId: string): Promise<GetSummaryResponseDto> {
     const { plan, tasks, errorLogs } = await this.plans.summary(requireUuid('plan_id', planId), ownerScope(caller));
     return { plan: mapPlan(plan), tasks: tasks.map(mapTask), error_logs: errorLogs.map(mapErrorLog) };
+  }
+
+  // GET-only sub-paths: `:plan_id` matches a single path segment, so neither GET :plan_id nor the cancel
+  // (POST :plan_id) can take them.
+  @Get(':plan_id/tasks')
+  @ApiOperation({ summary: "All a plan's tasks, oldest first (a running plan's new tasks come after the last page), 20 a page" })
+  @ApiParam({ name: 'plan_id', format: 'uuid' })
+  @ApiQuery(PAGE_QUERY)
+  @ApiOkResponse({ type: ListTasksResponseDto, description: 'A page of tasks' })
+  @ApiBadRequestResponse(plainText(`page: must be an integer from 0 to ${MAX_PAGE}, got "-1"`))
+  @ApiNotFoundResponse(plainText('Plan not found --- ID'))
+  async tasks(@CurrentCaller() caller: Caller, @Param('plan_id') planId: string, @Query('page') page: unknown): Promise<ListTasksResponseDto> {
+    const id = requireUuid('plan_id', planId);
+    const index = optionalIndex('page', page, 0, MAX_PAGE);
+    const { tasks, total } = await this.plans.tasksPage(id, index, ownerScope(caller));
+    return { tasks: tasks.map(mapTask), total, offset: index };
+  }
+
+  @Get(':plan_id/error-logs')
+  @ApiOperation({ summary: "All a plan's executor and hook error logs, oldest first (new ones come after the last page), 20 a page" })
+  @ApiParam({ name: 'plan_id', format: 'uuid' })
+  @ApiQuery(PAGE_QUERY)
+  @ApiOkResponse({ type: ListErrorLogsResponseDto, description: 'A page of error logs' })
+  @ApiBadRequestResponse(plainText(`page: must be an integer from 0 to ${MAX_PAGE}, got "-1"`))
+  @ApiNotFoundResponse(plainText('Plan not found --- ID'))
+  async errorLogs(
+    @CurrentCaller() caller: Caller,
+    @Param('plan_id') planId: string,
+    @Query('page') page: unknown,
+  ): Promise<ListErrorLogsResponseDto> {
+    const id = requireUuid('plan_id', planId);
+    const index = optionalIndex('page', page, 0, MAX_PAGE);
+    const { errorLogs, total } = await this.plans.errorLogsPage(id, index, ownerScope(caller));
+    return { error_logs: errorLogs.map(mapErrorLog), total, offset: index };
   }
 
   @Post(':plan_id')

@@ -3,7 +3,7 @@ import { DataSource, EntityManager } from 'typeorm';
 import { Batcher } from '../../common/batcher';
 import { sqlRows } from '../../connectors/repo/sql';
 import { withTransientRetry } from '../../connectors/repo/transient';
-import { ErrorLogEntity } from '../../connectors/repo/entities/error-log.entity';
+import { ErrorLogEntity, ErrorLogKind } from '../../connectors/repo/entities/error-log.entity';
 import { PlanEntity, PlanStatus } from '../../connectors/repo/entities/plan.entity';
 import { TaskEntity, TaskStatus } from '../../connectors/repo/entities/task.entity';
 import { UserEntity } from '../../connectors/repo/entities/user.entity';
@@ -132,14 +132,69 @@ export class PlansRepository {
     );
   }
 
-  tasksOf(planId: string): Promise<TaskEntity[]> {
-    return withTransientRetry(() => this.ds.getRepository(TaskEntity).find({ where: { planId }, order: { createdAt: 'ASC', id: 'ASC' } }));
+  /**
+   * The plan's newest `limit` tasks, oldest first: the inner query walks tasks_plan_idx (plan_id, created_at)
+   * backwards and stops after `limit` rows, so a plan with a day of 1 Hz tasks costs no more than a new one.
+   */
+  newestTasks(planId: string, limit: number): Promise<TaskEntity[]> {
+    return this.tasksQuery(
+      `SELECT * FROM (
+         SELECT ${TASK_COLUMNS} FROM tasks WHERE plan_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2
+       ) newest ORDER BY created_at, id`,
+      [planId, limit],
+    );
   }
 
-  errorLogsOf(planId: string): Promise<ErrorLogEntity[]> {
-    return withTransientRetry(() =>
-      this.ds.getRepository(ErrorLogEntity).find({ where: { planId }, order: { timestamp: 'ASC', id: 'ASC' } }),
+  /** The newest `limit` error logs, oldest first, through error_logs_plan_idx (plan_id, timestamp): see newestTasks. */
+  newestErrorLogs(planId: string, limit: number): Promise<ErrorLogEntity[]> {
+    return this.errorLogsQuery(
+      `SELECT ${ERROR_LOG_COLUMNS} FROM (
+         SELECT * FROM error_logs WHERE plan_id = $1 ORDER BY timestamp DESC, id DESC LIMIT $2
+       ) e ORDER BY e.timestamp, e.id`,
+      [planId, limit],
     );
+  }
+
+  /**
+   * Page `page` (PAGE_SIZE rows) of the plan's tasks, oldest first, and their count. Oldest first, so the
+   * tasks a live plan adds land after the last page and paging neither repeats nor skips a row meanwhile
+   * (retention deleting the oldest rows mid-walk does shift later pages: the cost of page indexes). OFFSET
+   * still steps over the earlier rows in the index, so a deep page costs in proportion to its index.
+   */
+  async pageOfTasks(planId: string, page: number): Promise<{ tasks: TaskEntity[]; total: number }> {
+    const [tasks, total] = await Promise.all([
+      this.tasksQuery(`SELECT ${TASK_COLUMNS} FROM tasks WHERE plan_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3`, [
+        planId, PAGE_SIZE, page * PAGE_SIZE,
+      ]),
+      this.count(`SELECT count(*)::int AS n FROM tasks WHERE plan_id = $1`, planId),
+    ]);
+    return { tasks, total };
+  }
+
+  /** Page `page` of the plan's error logs, oldest first, and their count: see pageOfTasks. */
+  async pageOfErrorLogs(planId: string, page: number): Promise<{ errorLogs: ErrorLogEntity[]; total: number }> {
+    const [errorLogs, total] = await Promise.all([
+      this.errorLogsQuery(`SELECT ${ERROR_LOG_COLUMNS} FROM error_logs e WHERE e.plan_id = $1 ORDER BY e.timestamp, e.id LIMIT $2 OFFSET $3`, [
+        planId, PAGE_SIZE, page * PAGE_SIZE,
+      ]),
+      this.count(`SELECT count(*)::int AS n FROM error_logs WHERE plan_id = $1`, planId),
+    ]);
+    return { errorLogs, total };
+  }
+
+  private async tasksQuery(sql: string, params: unknown[]): Promise<TaskEntity[]> {
+    const rows = await withTransientRetry(() => sqlRows<TaskRow>(this.ds, sql, params));
+    return rows.map(toTask);
+  }
+
+  private async errorLogsQuery(sql: string, params: unknown[]): Promise<ErrorLogEntity[]> {
+    const rows = await withTransientRetry(() => sqlRows<ErrorLogRow>(this.ds, sql, params));
+    return rows.map(toErrorLog);
+  }
+
+  private async count(sql: string, planId: string): Promise<number> {
+    const [row] = await withTransientRetry(() => sqlRows<{ n: number }>(this.ds, sql, [planId]));
+    return row.n;
   }
 
   async pageOfUser(userId: string, page: number): Promise<{ plans: PlanEntity[]; total: number }> {
@@ -189,4 +244,50 @@ export class PlansRepository {
     );
     return row.n;
   }
+}
+
+/** Every column of tasks, as TaskRow names them. */
+const TASK_COLUMNS =
+  'id, partition_key, plan_id, status, attempt, dispatch_seq, retry_at, next_created, created_at, executed_at, next_execution_at, lease_until';
+
+interface TaskRow {
+  id: string;
+  partition_key: number;
+  plan_id: string;
+  status: TaskStatus;
+  attempt: number;
+  dispatch_seq: number;
+  retry_at: Date | null;
+  next_created: boolean;
+  created_at: Date;
+  executed_at: Date | null;
+  next_execution_at: Date | null;
+  lease_until: Date | null;
+}
+
+function toTask(r: TaskRow): TaskEntity {
+  return {
+    id: r.id, partitionKey: r.partition_key, planId: r.plan_id, status: r.status, attempt: r.attempt, dispatchSeq: r.dispatch_seq,
+    retryAt: r.retry_at, nextCreated: r.next_created, createdAt: r.created_at, executedAt: r.executed_at,
+    nextExecutionAt: r.next_execution_at, leaseUntil: r.lease_until,
+  };
+}
+
+/**
+ * Every column of error_logs `e`; the bigint id as text, as TypeORM gives it (drivers differ on bigint). The
+ * queries order by `e.id`, qualified: a bare `id` would name this text output column, which sorts "10" before "9".
+ */
+const ERROR_LOG_COLUMNS = 'e.id::text AS id, e.plan_id, e.task_id, e.type, e.error, e.timestamp';
+
+interface ErrorLogRow {
+  id: string;
+  plan_id: string;
+  task_id: string | null;
+  type: ErrorLogKind;
+  error: string;
+  timestamp: Date;
+}
+
+function toErrorLog(r: ErrorLogRow): ErrorLogEntity {
+  return { id: r.id, planId: r.plan_id, taskId: r.task_id, type: r.type, error: r.error, timestamp: r.timestamp };
 }

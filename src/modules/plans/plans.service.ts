@@ -98,10 +98,27 @@ export class PlansService {
     return { plan, latestTask: await this.plans.latestTask(id) };
   }
 
+  /**
+   * The plan with its newest server.yml `summaryLimit` tasks and error logs, each oldest first: a 1 Hz plan
+   * makes 86,400 tasks a day, which no single answer should carry. tasksPage and errorLogsPage reach the rest.
+   */
   async summary(id: string, owner?: string): Promise<{ plan: PlanEntity; tasks: TaskEntity[]; errorLogs: ErrorLogEntity[] }> {
     const plan = await this.findVisible(id, owner);
-    const [tasks, errorLogs] = await Promise.all([this.plans.tasksOf(id), this.plans.errorLogsOf(id)]);
+    const limit = this.server.summaryLimit;
+    const [tasks, errorLogs] = await Promise.all([this.plans.newestTasks(id, limit), this.plans.newestErrorLogs(id, limit)]);
     return { plan, tasks, errorLogs };
+  }
+
+  /** Page `page` of all the plan's tasks, oldest first, and their count. */
+  async tasksPage(id: string, page: number, owner?: string): Promise<{ tasks: TaskEntity[]; total: number }> {
+    await this.findVisible(id, owner);
+    return this.plans.pageOfTasks(id, page);
+  }
+
+  /** Page `page` of all the plan's error logs, oldest first, and their count. */
+  async errorLogsPage(id: string, page: number, owner?: string): Promise<{ errorLogs: ErrorLogEntity[]; total: number }> {
+    await this.findVisible(id, owner);
+    return this.plans.pageOfErrorLogs(id, page);
   }
 
   list(userId: string, page: number): Promise<{ plans: PlanEntity[]; total: number }> {

@@ -69,9 +69,26 @@ export class GetPlanResponseDto {
 
 export class GetSummaryResponseDto {
   @ApiProperty({ type: () => PlanDto }) plan!: PlanDto;
-  @ApiProperty({ type: () => [TaskDto], description: 'All tasks, oldest first' }) tasks!: TaskDto[];
-  @ApiProperty({ type: () => [ErrorLogDto], description: 'All executor and hook error logs, oldest first' })
+  @ApiProperty({ type: () => [TaskDto], description: 'The newest summaryLimit (server.yml, default 1000) tasks, oldest first' })
+  tasks!: TaskDto[];
+  @ApiProperty({
+    type: () => [ErrorLogDto],
+    description: 'The newest summaryLimit (server.yml, default 1000) executor and hook error logs, oldest first',
+  })
   error_logs!: ErrorLogDto[];
+}
+
+export class ListTasksResponseDto {
+  @ApiProperty({ type: () => [TaskDto], description: 'At most 20, oldest first' }) tasks!: TaskDto[];
+  @ApiProperty({ type: 'integer', description: "The plan's task count" }) total!: number;
+  @ApiProperty({ type: 'integer', description: 'Echoes the page index asked for' }) offset!: number;
+}
+
+export class ListErrorLogsResponseDto {
+  @ApiProperty({ type: () => [ErrorLogDto], description: 'At most 20 executor and hook error logs, oldest first' })
+  error_logs!: ErrorLogDto[];
+  @ApiProperty({ type: 'integer', description: "The plan's error log count" }) total!: number;
+  @ApiProperty({ type: 'integer', description: 'Echoes the page index asked for' }) offset!: number;
 }
 
 export class ListPlansResponseDto {
@@ -80,7 +97,7 @@ export class ListPlansResponseDto {
   @ApiProperty({ type: 'integer', description: 'Echoes the page index asked for' }) offset!: number;
 }
 
-export const RESPONSE_MODELS = [HookErrorLogTypeDto, ExecutorErrorLogTypeDto];
+export const RESPONSE_MODELS = [HookErrorLogTypeDto, ExecutorErrorLogTypeDto, ListTasksResponseDto, ListErrorLogsResponseDto];
 
 export function mapPlan(p: PlanEntity): PlanDto {
   return {
