@@ -23,3 +23,19 @@ export function optionalIndex(name: string, value: unknown, fallback: number, ma
   }
   return Number(value);
 }
+
+/** Page indexes past this would only ever return empty pages; refusing them keeps OFFSET arithmetic sane. */
+export const MAX_PAGE = 100_000_000;
+
+/** The `page` query parameter of every paged list: a page index (page 2 = rows 40-59), default 0. */
+export function pageIndex(value: unknown): number {
+  return optionalIndex('page', value, 0, MAX_PAGE);
+}
+
+/** The OpenAPI description of `page`, shared by every paged list. */
+export const PAGE_QUERY = {
+  name: 'page',
+  required: false,
+  description: `Page index (page 2 = rows 40-59), 0..${MAX_PAGE}`,
+  schema: { type: 'integer', default: 0, minimum: 0 },
+} as const;

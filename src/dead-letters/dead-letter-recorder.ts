@@ -1,4 +1,5 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { sleepUnlessAborted } from '../common/sleep';
 import { DeadLetterKind } from '../connectors/repo/entities/dead-letter.entity';
 import { Consumer, Delivery, QueueConsumer, QueueName, TaskQueue } from '../connectors/queue/queue.port';
 import { isDatabaseUnavailable } from '../connectors/repo/transient';
@@ -68,20 +69,9 @@ export class DeadLetterRecorder implements OnApplicationBootstrap, BeforeApplica
         if (!this.running) throw e;
         const pause = RETRY_DELAYS_MS[Math.min(tries - 1, RETRY_DELAYS_MS.length - 1)];
         if (tries === 1) this.logger.warn(`recording dead letter ${record.id} failed (${why}); trying again until it goes through`);
-        await this.wait(pause);
+        await sleepUnlessAborted(pause, this.stopping.signal);
       }
     }
-  }
-
-  private wait(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      if (this.stopping.signal.aborted) return resolve();
-      const timer = setTimeout(resolve, ms);
-      this.stopping.signal.addEventListener('abort', () => {
-        clearTimeout(timer);
-        resolve();
-      }, { once: true });
-    });
   }
 }
 

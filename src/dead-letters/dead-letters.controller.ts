@@ -16,13 +16,10 @@ import { ApiKeyAuth } from '../auth/auth-policy';
 import { UNAUTHORIZED } from '../auth/api.guard';
 import { Caller, CurrentCaller, ownerScope, requireActsFor } from '../auth/caller';
 import { plainTextResponse as plainText } from '../common/openapi-responses';
-import { optionalIndex, requireUuid } from '../common/params';
+import { PAGE_QUERY, pageIndex, requireUuid } from '../common/params';
 import { DeadLetterDto, ListDeadLettersResponseDto, mapDeadLetter } from './dead-letter.dto';
 import { DeadLetterEntity } from '../connectors/repo/entities/dead-letter.entity';
 import { DEAD_LETTER_PAGE_SIZE, DeadLettersRepository, ReplayConflict } from './dead-letters.repository';
-
-/** Page indexes past this would only ever return empty pages (as for plans). */
-const MAX_PAGE = 100_000_000;
 
 function notFound(id: string): NotFoundException {
   return new NotFoundException(`Dead letter not found --- ${id}`);
@@ -47,7 +44,7 @@ export class DeadLettersController {
       "Without user_id: a user key's own; the admin's (or an open API's) every dead letter, those of messages that named no known plan included.",
   })
   @ApiQuery({ name: 'user_id', type: String, format: 'uuid', required: false })
-  @ApiQuery({ name: 'page', required: false, description: `Page index (page 2 = rows 40-59), 0..${MAX_PAGE}`, schema: { type: 'integer', default: 0, minimum: 0 } })
+  @ApiQuery(PAGE_QUERY)
   @ApiOkResponse({ type: ListDeadLettersResponseDto, description: 'A page of dead letters' })
   @ApiBadRequestResponse(plainText('page: must be an integer from 0 to 100000000, got "-1"'))
   @ApiForbiddenResponse(plainText('user_id: a key may act only for its own user, got "…"'))
@@ -58,7 +55,7 @@ export class DeadLettersController {
       requireActsFor(caller, id, 'user_id');
       owner = id;
     }
-    const index = optionalIndex('page', page, 0, MAX_PAGE);
+    const index = pageIndex(page);
     const { deadLetters, total } = await this.letters.page(owner, index);
     return { dead_letters: deadLetters.map(mapDeadLetter), total, offset: index };
   }

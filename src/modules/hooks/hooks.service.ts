@@ -1,5 +1,6 @@
 import { BeforeApplicationShutdown, Injectable, Logger } from '@nestjs/common';
 import { ActionRegistry } from '../../actions/action-registry';
+import { sleepUnlessAborted } from '../../common/sleep';
 import { storableText } from '../../common/storable-text';
 import { ExecutorConfig } from '../../config/karya-config';
 import { isDatabaseUnavailable } from '../../connectors/repo/transient';
@@ -94,19 +95,8 @@ export class HooksService implements BeforeApplicationShutdown {
         `hook ${message.hookIndex} of task ${message.taskId} failed (${error}); the database is unavailable, so its ` +
           `next try waits ${delayMs} ms in memory: ${e instanceof Error ? e.message : String(e)}`,
       );
-      await this.wait(delayMs);
+      await sleepUnlessAborted(delayMs, this.stopping.signal);
       await this.publisher.retry(message);
     }
-  }
-
-  private wait(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      if (this.stopping.signal.aborted) return resolve();
-      const timer = setTimeout(resolve, ms);
-      this.stopping.signal.addEventListener('abort', () => {
-        clearTimeout(timer);
-        resolve();
-      }, { once: true });
-    });
   }
 }

@@ -19,7 +19,7 @@ import { ApiKeyAuth } from '../../auth/auth-policy';
 import { UNAUTHORIZED } from '../../auth/api.guard';
 import { Caller, CurrentCaller, ownerScope, requireActsFor } from '../../auth/caller';
 import { plainTextResponse as plainText } from '../../common/openapi-responses';
-import { optionalIndex, requireUuid } from '../../common/params';
+import { MAX_PAGE, PAGE_QUERY, pageIndex, requireUuid } from '../../common/params';
 import { REQUEST_MODELS, SubmitPlanRequestDto, UpdatePlanRequestDto } from './dto/plan-request.dto';
 import {
   GetPlanResponseDto,
@@ -35,15 +35,7 @@ import {
 } from './dto/plan-response.dto';
 import { PlansService } from './plans.service';
 
-/** Page indexes past this would only ever return empty pages; refusing them keeps OFFSET arithmetic sane. */
-const MAX_PAGE = 100_000_000;
 const PLAIN_TEXT = plainText('period_time: must not be negative, got "-PT5S"');
-const PAGE_QUERY = {
-  name: 'page',
-  required: false,
-  description: `Page index (page 2 = rows 40-59), 0..${MAX_PAGE}`,
-  schema: { type: 'integer', default: 0, minimum: 0 },
-} as const;
 
 @ApiTags('plans')
 @ApiExtraModels(...REQUEST_MODELS, ...RESPONSE_MODELS)
@@ -76,7 +68,7 @@ export class PlansController {
   async list(@CurrentCaller() caller: Caller, @Query('user_id') userId: unknown, @Query('page') page: unknown): Promise<ListPlansResponseDto> {
     const id = requireUuid('user_id', userId);
     requireActsFor(caller, id, 'user_id');
-    const index = optionalIndex('page', page, 0, MAX_PAGE);
+    const index = pageIndex(page);
     const { plans, total } = await this.plans.list(id, index);
     return { plans: plans.map(mapPlan), total, offset: index };
   }
@@ -128,7 +120,7 @@ export class PlansController {
   @ApiNotFoundResponse(plainText('Plan not found --- ID'))
   async tasks(@CurrentCaller() caller: Caller, @Param('plan_id') planId: string, @Query('page') page: unknown): Promise<ListTasksResponseDto> {
     const id = requireUuid('plan_id', planId);
-    const index = optionalIndex('page', page, 0, MAX_PAGE);
+    const index = pageIndex(page);
     const { tasks, total } = await this.plans.tasksPage(id, index, ownerScope(caller));
     return { tasks: tasks.map(mapTask), total, offset: index };
   }
@@ -146,7 +138,7 @@ export class PlansController {
     @Query('page') page: unknown,
   ): Promise<ListErrorLogsResponseDto> {
     const id = requireUuid('plan_id', planId);
-    const index = optionalIndex('page', page, 0, MAX_PAGE);
+    const index = pageIndex(page);
     const { errorLogs, total } = await this.plans.errorLogsPage(id, index, ownerScope(caller));
     return { error_logs: errorLogs.map(mapErrorLog), total, offset: index };
   }
