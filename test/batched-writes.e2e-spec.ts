@@ -54,7 +54,7 @@ describe.each(targets)('batched writes on $name', (target) => {
     const task: TaskEntity = {
       id: randomUUID(), partitionKey: 1 + (description.length % PARTITIONS), planId: plan.id, status: TaskStatus.Created, attempt: 0,
       dispatchSeq: 0, retryAt: null, nextCreated: false, createdAt: now, executedAt: null,
-      nextExecutionAt: new Date(now.getTime() + 3_600_000), leaseUntil: null,
+      nextExecutionAt: new Date(now.getTime() + 3_600_000), leaseUntil: null, retryLimit: null,
     };
     return { plan, task };
   }

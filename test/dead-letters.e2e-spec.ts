@@ -22,12 +22,13 @@ describe.each(stacks())('dead letters on $name (auth mode none)', (target) => {
   const sink = new HttpSink();
   let app: INestApplication;
   let http: ReturnType<INestApplication['getHttpServer']>;
+  let ds: DataSource;
   let userId: string;
   const deadLetters: Delivery[] = [];
 
   beforeAll(async () => {
     await sink.start();
-    ({ app, http, userId } = await startInProcessKarya(target, tmp, { executorYml: EXECUTOR_YML, userName: 'dead-letters', deadLetters }));
+    ({ app, http, ds, userId } = await startInProcessKarya(target, tmp, { executorYml: EXECUTOR_YML, userName: 'dead-letters', deadLetters }));
   }, 60_000);
   afterAll(async () => stopInProcessKarya(app, sink, target, tmp));
 
@@ -105,6 +106,36 @@ describe.each(stacks())('dead letters on $name (auth mode none)', (target) => {
     // Same firing, so the same idempotency key.
     expect(new Set(hookHits().map((h) => h.key)).size).toBe(1);
     expect((await lettersOf(plan.id, 'HOOK')).map((d) => d.id)).toEqual([again.id]);
+  });
+
+  it('replays an old task of a running recurring plan as one attempt, even with retries left, without a second successor; a cancelled plan refuses', async () => {
+    // No connector: each occurrence is dead-lettered at its first attempt, with max_failure_retry 3 unused.
+    const plan = await submit({ period_time: 'PT1S', plan_type: { type: T.Recurring }, max_failure_retry: 3, action: { type: T.Slack, channel: '#c', message: '[]' } });
+    const first = await letterOf(plan.id, 'TASK', /^No connector configured/);
+    expect(first.attempts).toBe(1);
+    await request(http).post(`/v1/dead-letters/${String(first.id)}/replay`).expect(200);
+    let found: Json | undefined;
+    await waitFor(async () => (found = (await lettersOf(plan.id, 'TASK')).find((d) => d.task_id === first.task_id && d.attempts === 2)) !== undefined, 15_000, 'the replayed attempt dead-lettered');
+    const again = found!;
+    expect(again.reason).toBe(`No connector configured for ${T.Slack}`);
+    // That attempt was its last: no retry is pending although the plan allows 3.
+    const [task] = await ds.query(`SELECT attempt, status, retry_at, next_created FROM tasks WHERE id = $1`, [first.task_id]);
+    expect(task).toEqual({ attempt: 2, status: 'FAILURE', retry_at: null, next_created: true });
+    // One task per slot: the replay created no second successor.
+    expect(await ds.query(`SELECT next_execution_at FROM tasks WHERE plan_id = $1 GROUP BY 1 HAVING count(*) > 1`, [plan.id])).toEqual([]);
+    expect((await summary(plan.id)).plan.status).toBe('RUNNING');
+
+    let other: Json | undefined;
+    await waitFor(async () => (other = (await lettersOf(plan.id, 'TASK')).find((d) => d.task_id !== first.task_id)) !== undefined, 15_000, 'a later occurrence dead-lettered');
+    await request(http).post(`/v1/plan/${String(plan.id)}`).expect(200);
+    const refused = await request(http).post(`/v1/dead-letters/${String(other!.id)}/replay`).expect(409);
+    expect(refused.text).toBe(`Plan ${String(plan.id)} is CANCELLED: nothing of it runs again`);
+    // A task that is not a failure waiting for nothing is refused too, and the record stays.
+    await ds.query(`UPDATE tasks SET status = 'SUCCESS' WHERE id = $1`, [again.task_id]);
+    await ds.query(`UPDATE plans SET status = 'RUNNING' WHERE id = $1`, [plan.id]);
+    expect((await request(http).post(`/v1/dead-letters/${String(again.id)}/replay`).expect(409)).text).toMatch(/is SUCCESS: only a failed task/);
+    expect((await lettersOf(plan.id, 'TASK')).some((d) => d.id === again.id)).toBe(true);
+    await request(http).post(`/v1/plan/${String(plan.id)}`).expect(200);
   });
 
   it('discards a record, and answers 404 for one that does not exist, 400 for bad input, 409 when nothing can run', async () => {
@@ -242,7 +273,8 @@ describe('the embedded queue holds no dead letters in memory', () => {
       await Promise.all(messages.slice(i, i + 500).map((m) => queue.deadLetter(QueueName.Executor, m, 'Failed after 4 attempt(s): boom')));
     }
     await waitFor(async () => (await ds.query(`SELECT count(*)::int AS n FROM dead_letters`))[0].n === 10_000, 60_000, '10,000 rows');
-    expect((queue as MemoryQueue).depth(QueueName.DeadLetter)).toBe(0);
+    // Each delivery settles just after its row commits.
+    await waitFor(() => (queue as MemoryQueue).depth(QueueName.DeadLetter) === 0, 5_000, 'the queue to hold none');
     const [row] = await ds.query(`SELECT count(DISTINCT task_id)::int AS tasks, min(attempts) AS lo, max(attempts) AS hi, count(message)::int AS bodies FROM dead_letters`);
     expect(row).toEqual({ tasks: 10_000, lo: 4, hi: 4, bodies: 10_000 });
     // Delivered again (as after a crash between the insert and the acknowledgement), each is recorded once.

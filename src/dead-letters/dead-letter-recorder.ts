@@ -1,7 +1,7 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { sleepUnlessAborted } from '../common/sleep';
 import { DeadLetterKind } from '../connectors/repo/entities/dead-letter.entity';
-import { Consumer, Delivery, QueueConsumer, QueueName, TaskQueue } from '../connectors/queue/queue.port';
+import { Consumer, Delivery, QueueConsumer, QueueName, recordedReason, TaskQueue } from '../connectors/queue/queue.port';
 import { isDatabaseUnavailable } from '../connectors/repo/transient';
 import { HOOK_MESSAGE_TYPE } from '../modules/hooks/hook-message';
 import { DeadLetterRecord, DeadLettersRepository, deadLetterId, storableMessage, uuidOrNull } from './dead-letters.repository';
@@ -38,13 +38,14 @@ export class DeadLetterRecorder implements OnApplicationBootstrap, BeforeApplica
   }
 
   async beforeApplicationShutdown(): Promise<void> {
-    this.running = false;
-    this.stopping.abort();
     const consumer = this.consumer;
     this.consumer = undefined;
-    // Abort: a handler still waiting for the database must not acknowledge a dead letter it did not record.
+    // Abort first: a handler still waiting for the database must not settle a dead letter it did not record;
+    // once aborted, the broker has it back and whatever the handler does next counts for nothing.
     if (consumer instanceof QueueConsumer) await consumer.abort();
     else await consumer?.cancel();
+    this.running = false;
+    this.stopping.abort();
   }
 
   private async recordDelivery(d: Delivery): Promise<void> {
@@ -79,7 +80,8 @@ export class DeadLetterRecorder implements OnApplicationBootstrap, BeforeApplica
 export function toRecord(d: Delivery): DeadLetterRecord {
   const m = d.message;
   const queue = d.originalQueue ?? 'unknown';
-  const reason = d.deadLetterReason ?? 'no reason recorded';
+  // Our adapters store reasons already made storable; a message someone else put on the queue may not be.
+  const reason = recordedReason(d.deadLetterReason ?? 'no reason recorded');
   const hook = m.type === HOOK_MESSAGE_TYPE || queue === QueueName.Hooks;
   const message = storableMessage(m);
   return {

@@ -117,8 +117,10 @@ export class DeadLettersRepository {
   /**
    * A task runs again as a retry due now: FAILURE with retry_at set is exactly what the scheduler's retry
    * claim picks, which counts the attempt (X-Karya-Attempt is the next one), bumps the fencing token and
-   * dispatches it. Its attempts are past max_failure_retry, so a failure ends it again (and dead-letters it
-   * with the new reason). Locks the plan, then the task, in the order a cancel takes them.
+   * dispatches it. Its retry_limit is set to the attempts made so far, so that attempt is its last whatever
+   * the plan's max_failure_retry (a task dead-lettered early, e.g. for a missing connector, would otherwise
+   * get a new round of retries): a failure ends it again and dead-letters it with the new reason. Locks the
+   * plan, then the task, in the order a cancel takes them.
    *
    * - Only a FAILURE task that waits for nothing can be replayed: any other state means it is still in the
    *   scheduler's hands (or succeeded meanwhile), and a second dispatch would run it twice.
@@ -131,43 +133,55 @@ export class DeadLettersRepository {
     if (letter.taskId === null || letter.planId === null) {
       throw new ReplayConflict(`Dead letter ${letter.id} names no task to run again (${letter.queue} message without a plan and task id)`);
     }
-    const plans = await sqlRows<{ status: PlanStatus }>(m, `SELECT status FROM plans WHERE id = $1 FOR NO KEY UPDATE`, [letter.planId]);
-    if (plans.length === 0) throw new ReplayConflict(`Plan ${letter.planId} of dead letter ${letter.id} no longer exists`);
-    const tasks = await sqlRows<{ partition_key: number; status: TaskStatus; retry_at: Date | null; latest: boolean }>(
+    const planStatus = await this.requireReplayablePlan(m, letter);
+    const tasks = await sqlRows<{ partition_key: number; status: TaskStatus; retry_at: Date | null; attempt: number; latest: boolean }>(
       m,
-      `SELECT t.partition_key, t.status, t.retry_at,
+      `SELECT t.partition_key, t.status, t.retry_at, t.attempt,
               NOT EXISTS (SELECT 1 FROM tasks n WHERE n.plan_id = t.plan_id AND (n.created_at, n.id) > (t.created_at, t.id)) AS latest
        FROM tasks t WHERE t.id = $1 AND t.plan_id = $2 FOR UPDATE OF t`,
       [letter.taskId, letter.planId],
     );
     if (tasks.length === 0) throw new ReplayConflict(`Task ${letter.taskId} of dead letter ${letter.id} no longer exists`);
     const [task] = tasks;
-    const planStatus = plans[0].status;
     if (task.status !== TaskStatus.Failure || task.retry_at !== null) {
       const state = task.retry_at !== null ? `${task.status}, with an attempt pending` : task.status;
       throw new ReplayConflict(`Task ${letter.taskId} is ${state}: only a failed task with no attempt pending can run again`);
     }
-    if (planStatus === PlanStatus.Cancelled) throw new ReplayConflict(`Plan ${letter.planId} is CANCELLED: its tasks never run again`);
     if (planStatus === PlanStatus.Completed) {
       if (!task.latest) {
         throw new ReplayConflict(`Plan ${letter.planId} is COMPLETED: only its latest task, whose run completed it, can run again`);
       }
       await m.query(`UPDATE plans SET status = $2, updated_at = now() WHERE id = $1`, [letter.planId, PlanStatus.Running]);
     }
-    await m.query(`UPDATE tasks SET retry_at = now() WHERE id = $1 AND partition_key = $2`, [letter.taskId, task.partition_key]);
+    await m.query(`UPDATE tasks SET retry_at = now(), retry_limit = $3 WHERE id = $1 AND partition_key = $2`, [
+      letter.taskId, task.partition_key, task.attempt,
+    ]);
+  }
+
+  /** Locks the letter's plan (before any task, as a cancel does); a missing or CANCELLED plan is a conflict. */
+  private async requireReplayablePlan(m: EntityManager, letter: DeadLetterEntity): Promise<PlanStatus> {
+    if (letter.planId === null) throw new ReplayConflict(`Dead letter ${letter.id} names no plan (${letter.queue} message without a plan id)`);
+    const plans = await sqlRows<{ status: PlanStatus }>(m, `SELECT status FROM plans WHERE id = $1 FOR NO KEY UPDATE`, [letter.planId]);
+    if (plans.length === 0) throw new ReplayConflict(`Plan ${letter.planId} of dead letter ${letter.id} no longer exists`);
+    if (plans[0].status === PlanStatus.Cancelled) throw new ReplayConflict(`Plan ${letter.planId} is CANCELLED: nothing of it runs again`);
+    return plans[0].status;
   }
 
   /**
    * A hook try is parked in hook_retries, due now, as the next try of the same firing (same idempotency
-   * key, the next attempt number); the executors' HookRetryRelay publishes it within its poll. It has no
-   * tries left, so a failure dead-letters it again with the new reason.
+   * key, the next attempt number); the executors' HookRetryRelay publishes it within its poll. Its max_retry
+   * is lowered to the tries made so far, so that try is its last: a failure dead-letters it again with the
+   * new reason. The plan must still exist (a hook's error log refers to it), and not be CANCELLED.
    */
   private async replayHook(m: EntityManager, letter: DeadLetterEntity): Promise<void> {
     const message = letter.message;
-    if (message === null || !Number.isInteger(message.attempt)) {
+    const hook = message?.hook;
+    if (message === null || !Number.isInteger(message.attempt) || typeof hook !== 'object' || hook === null || Array.isArray(hook)) {
       throw new ReplayConflict(`Dead letter ${letter.id} holds no hook message to run again (it was malformed or too large to keep)`);
     }
-    const next = { ...message, attempt: (message.attempt as number) + 1 };
+    await this.requireReplayablePlan(m, letter);
+    const attempt = message.attempt as number;
+    const next = { ...message, attempt: attempt + 1, hook: { ...hook, max_retry: attempt } };
     await m.query(`INSERT INTO hook_retries (id, due_at, message) VALUES ($1, now(), $2::jsonb)`, [randomUUID(), JSON.stringify(next)]);
   }
 }

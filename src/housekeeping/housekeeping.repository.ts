@@ -116,8 +116,10 @@ export class HousekeepingRepository {
 
   /**
    * Deletes the plans of the window `planIds` (ascending) that are finished (COMPLETED or CANCELLED),
-   * unchanged since before the cutoff and without tasks, with their remaining error logs (both reference
-   * the plan). Two statements: the first locks the candidates (skipping a plan the hot path holds, and
+   * unchanged since before the cutoff and without tasks or child plans, with their remaining error logs
+   * (both reference the plan). A plan with children stays until they are gone (plans_parent_idx): a
+   * cancel walks descendants through every generation, and must still reach a live grandchild through a
+   * finished parent. A finished tree therefore goes leaf first, a generation per pass. Two statements: the first locks the candidates (skipping a plan the hot path holds, and
    * re-checking status and updated_at on the locked version). Once a plan is locked no task or log can be
    * added to it (the insert's foreign-key check must share-lock the plan row), so the second statement,
    * with a fresh snapshot, sees every task committed meanwhile and leaves such a plan alone.
@@ -134,6 +136,7 @@ export class HousekeepingRepository {
          AND p.status IN ${FINISHED_PLAN}
          AND p.updated_at < ${cutoff('$2')}
          AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.plan_id = p.id)
+         AND NOT EXISTS (SELECT 1 FROM plans c WHERE c.parent_plan_id = p.id)
        FOR UPDATE SKIP LOCKED`,
       [planIds[0], retentionMs, planIds[planIds.length - 1]],
     );
@@ -146,6 +149,7 @@ export class HousekeepingRepository {
          SELECT p.id FROM plans p
          WHERE p.id BETWEEN $2::uuid AND $3::uuid AND p.id = ANY($1::uuid[])
            AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.plan_id = p.id)
+         AND NOT EXISTS (SELECT 1 FROM plans c WHERE c.parent_plan_id = p.id)
        ), logs AS (
          DELETE FROM error_logs WHERE plan_id = ANY(ARRAY(SELECT id FROM doomed)) RETURNING id
        ), gone AS (

@@ -304,7 +304,7 @@ describe('the dead_letters migration on a database holding the previous schema a
   beforeAll(async () => (db5 = await createTestDatabase()));
   afterAll(async () => db5.drop());
 
-  it('adds dead_letters beside the existing rows, which are kept as they were, and pages a user newest first', async () => {
+  it('adds dead_letters and tasks.retry_limit beside the existing rows, which are kept as they were, and pages a user newest first', async () => {
     const userId = randomUUID();
     const planId = randomUUID();
     const taskId = randomUUID();
@@ -327,7 +327,8 @@ describe('the dead_letters migration on a database holding the previous schema a
       },
       async (ds) => {
         expect(await ds.query(`SELECT status FROM plans WHERE id = $1`, [planId])).toEqual([{ status: 'COMPLETED' }]);
-        expect(await ds.query(`SELECT status, attempt FROM tasks WHERE id = $1`, [taskId])).toEqual([{ status: 'FAILURE', attempt: 1 }]);
+        // The old task gains retry_limit, empty: its plan's max_failure_retry still applies.
+        expect(await ds.query(`SELECT status, attempt, retry_limit FROM tasks WHERE id = $1`, [taskId])).toEqual([{ status: 'FAILURE', attempt: 1, retry_limit: null }]);
         expect(await ds.query(`SELECT message FROM hook_retries WHERE id = $1`, [retryId])).toEqual([{ message: { attempt: 2 } }]);
         const insert = (kind: string, at: string) =>
           ds.query(

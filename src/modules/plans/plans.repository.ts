@@ -248,7 +248,7 @@ export class PlansRepository {
 
 /** Every column of tasks, as TaskRow names them. */
 const TASK_COLUMNS =
-  'id, partition_key, plan_id, status, attempt, dispatch_seq, retry_at, next_created, created_at, executed_at, next_execution_at, lease_until';
+  'id, partition_key, plan_id, status, attempt, dispatch_seq, retry_at, next_created, created_at, executed_at, next_execution_at, lease_until, retry_limit';
 
 interface TaskRow {
   id: string;
@@ -263,13 +263,14 @@ interface TaskRow {
   executed_at: Date | null;
   next_execution_at: Date | null;
   lease_until: Date | null;
+  retry_limit: number | null;
 }
 
 function toTask(r: TaskRow): TaskEntity {
   return {
     id: r.id, partitionKey: r.partition_key, planId: r.plan_id, status: r.status, attempt: r.attempt, dispatchSeq: r.dispatch_seq,
     retryAt: r.retry_at, nextCreated: r.next_created, createdAt: r.created_at, executedAt: r.executed_at,
-    nextExecutionAt: r.next_execution_at, leaseUntil: r.lease_until,
+    nextExecutionAt: r.next_execution_at, leaseUntil: r.lease_until, retryLimit: r.retry_limit,
   };
 }
 

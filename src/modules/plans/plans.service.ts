@@ -84,6 +84,7 @@ export class PlansService {
       // A OneTime plan is a delayed job: both plan types first run one period after submission.
       nextExecutionAt: new Date(now.getTime() + parsePeriod(req.period_time)),
       leaseUntil: null,
+      retryLimit: null,
     };
     if (!(await this.plans.insertPlanWithTask(plan, task))) throw new NotFoundException(`User (${req.user_id}) not found`);
     return plan;

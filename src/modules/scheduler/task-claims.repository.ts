@@ -58,6 +58,8 @@ interface ClaimedRow {
   due_at: Date;
   next_created: boolean;
   lease_until: Date;
+  /** A replayed dead letter's limit, overriding the plan's max_failure_retry (TaskEntity.retryLimit). */
+  retry_limit: number | null;
   /** Lease sweeps only: finalised as FAILURE instead of dispatched (SPENT), and the task's slot. */
   spent?: boolean;
   slot?: Date;
@@ -101,7 +103,7 @@ const LEASE_MS = `($5::float8 + $6::float8 + CASE WHEN jsonb_typeof(p.action->'t
  * here: this is a SET expression.)
  */
 const SPENT = `COALESCE(p.status IN ('${PlanStatus.Created}', '${PlanStatus.Running}') AND t.retry_at IS NOT NULL
-  AND t.attempt > p.max_failure_retry, false)`;
+  AND t.attempt > COALESCE(t.retry_limit, p.max_failure_retry), false)`;
 
 /**
  * Each claim is one statement: pick rows with FOR UPDATE SKIP LOCKED and flip them in the same UPDATE, so
@@ -121,7 +123,7 @@ const CLAIM: Record<ClaimKind, string> = {
       lease_until = GREATEST(picked.due, $4::timestamptz) + ${LEASE_MS} * interval '1 millisecond'
     FROM picked LEFT JOIN plans p ON p.id = picked.plan_id
     WHERE t.id = picked.id AND t.partition_key = picked.partition_key AND t.partition_key = ANY($1::int[])
-    RETURNING t.id, t.partition_key, t.plan_id, t.attempt, t.dispatch_seq, picked.due AS due_at, t.next_created, t.lease_until`,
+    RETURNING t.id, t.partition_key, t.plan_id, t.attempt, t.dispatch_seq, picked.due AS due_at, t.next_created, t.lease_until, t.retry_limit`,
   retry: `
     WITH picked AS (
       SELECT id, partition_key, plan_id, retry_at AS due FROM tasks
@@ -132,7 +134,7 @@ const CLAIM: Record<ClaimKind, string> = {
       retry_at = NULL, lease_until = GREATEST(picked.due, $4::timestamptz) + ${LEASE_MS} * interval '1 millisecond'
     FROM picked LEFT JOIN plans p ON p.id = picked.plan_id
     WHERE t.id = picked.id AND t.partition_key = picked.partition_key AND t.partition_key = ANY($1::int[])
-    RETURNING t.id, t.partition_key, t.plan_id, t.attempt, t.dispatch_seq, picked.due AS due_at, t.next_created, t.lease_until`,
+    RETURNING t.id, t.partition_key, t.plan_id, t.attempt, t.dispatch_seq, picked.due AS due_at, t.next_created, t.lease_until, t.retry_limit`,
   // A lapsed lease means the dispatch never reached an executor, or the executor could not record its result:
   // dispatch it again now, as a new attempt, unless the executor said so and that was its last (SPENT).
   lease: `
@@ -151,7 +153,7 @@ const CLAIM: Record<ClaimKind, string> = {
     -- ($2, the horizon, is unused here; referenced only so all three statements take the same parameters.)
     FROM picked LEFT JOIN plans p ON p.id = picked.plan_id
     WHERE t.id = picked.id AND t.partition_key = picked.partition_key AND t.partition_key = ANY($1::int[]) AND $2::timestamptz IS NOT NULL
-    RETURNING t.id, t.partition_key, t.plan_id, t.attempt, t.dispatch_seq, $4::timestamptz AS due_at, t.next_created, t.lease_until,
+    RETURNING t.id, t.partition_key, t.plan_id, t.attempt, t.dispatch_seq, $4::timestamptz AS due_at, t.next_created, t.lease_until, t.retry_limit,
       t.status = '${TaskStatus.Failure}' AS spent, t.next_execution_at AS slot`,
 };
 
@@ -251,7 +253,7 @@ export class TaskClaimsRepository {
           dispatchSeq: r.dispatch_seq,
           dueAt: r.due_at.getTime(),
           action: plan.action,
-          maxFailureRetry: plan.max_failure_retry,
+          maxFailureRetry: r.retry_limit ?? plan.max_failure_retry,
           leaseUntil: r.lease_until.getTime(),
         };
       });
@@ -307,7 +309,7 @@ export class TaskClaimsRepository {
         dispatchSeq: r.dispatch_seq,
         dueAt: r.slot?.getTime() ?? now,
         action: plan?.action ?? {},
-        maxFailureRetry: plan?.max_failure_retry ?? 0,
+        maxFailureRetry: r.retry_limit ?? plan?.max_failure_retry ?? 0,
         hooks: hooksOf.get(r.plan_id) ?? [],
         reason: reasons[i],
       };

@@ -58,4 +58,12 @@ export class TaskEntity {
   /** While PROCESSING: when the claim lapses and the task may be dispatched again. */
   @Column({ name: 'lease_until', type: 'timestamptz', precision: 3, nullable: true })
   leaseUntil!: Date | null;
+
+  /**
+   * Set by a dead-letter replay (the DeadLetters migration): the retries this task may still use are
+   * counted against it instead of the plan's max_failure_retry, so a replay runs one attempt, not a new
+   * round of retries. Null: the plan's value.
+   */
+  @Column({ name: 'retry_limit', type: 'int', nullable: true })
+  retryLimit!: number | null;
 }

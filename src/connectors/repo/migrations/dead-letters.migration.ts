@@ -12,7 +12,11 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  * - `message` is the body as dead-lettered (null when it could not be stored: too large, or text jsonb
  *   refuses); a HOOK dead letter is replayed from it. Never returned by the API (it holds the action).
  *
- * Also an index for the housekeeper (retention): finished tasks are found through `tasks_plan_idx`
+ * `tasks.retry_limit`: a replayed task runs one attempt, not a new round of retries. The replay sets it to
+ * the attempts made so far; claims then count the task's retries against it instead of the plan's
+ * max_failure_retry (null, the default, means the plan's). Adding a nullable column rewrites nothing.
+ *
+ * No index for the housekeeper (retention): finished tasks are found through `tasks_plan_idx`
  * (plan_id, created_at) and error logs through `error_logs_plan_idx` (plan_id, timestamp), so no index is
  * added to the hot tables; dead letters expire by `created_at`.
  */
@@ -37,9 +41,11 @@ export class DeadLetters1767000000000 implements MigrationInterface {
     await q.query(`CREATE INDEX dead_letters_user_created_idx ON dead_letters (user_id, created_at DESC, id DESC)`);
     // Every dead letter newest first (the admin's list), and the housekeeper's expiry.
     await q.query(`CREATE INDEX dead_letters_created_idx ON dead_letters (created_at, id)`);
+    await q.query(`ALTER TABLE tasks ADD COLUMN retry_limit int NULL`);
   }
 
   async down(q: QueryRunner): Promise<void> {
+    await q.query(`ALTER TABLE tasks DROP COLUMN retry_limit`);
     await q.query(`DROP TABLE dead_letters`);
   }
 }
