@@ -3,25 +3,27 @@
 // In one run, on one machine: the hardware's limits (PostgreSQL claims and commits, RabbitMQ with confirms,
 // the sink), then Karya split into roles (1 server, 1 scheduler, 1 executor) and Karya with every role in one
 // process, each as real `node dist/main.js` processes on real PostgreSQL, Redis and RabbitMQ, then BullMQ on
-// the same Redis with the same sink. Prints a table, writes bench/results/<time>-<profile>.json, and exits 1
-// when any task was lost. See BENCHMARKS.md.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
-import { cpus, totalmem, tmpdir, release } from 'node:os';
+// the same Redis with the same sink. With a backlog (full profile, or --backlog N), the split burst is run
+// again over N stored future tasks, and once more on a fresh split deployment with a retention while its
+// housekeeper deletes N expired finished tasks (--skip-housekeeping leaves that out). Prints a table, writes
+// bench/results/<time>-<profile>.json, and exits 1 when any task was lost. See BENCHMARKS.md.
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import amqp from 'amqplib';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { BULL_TUNING, BullBench } from './lib/bullmq.mjs';
 import {
-  createUser, deleteSubmissionPlans, insertBacklog, purgeKaryaQueues, startKarya, submissionBench, submitPlans, taskDues, TUNING,
+  createUser, deleteSubmissionPlans, housekeeperLog, insertBacklog, insertExpired, purgeKaryaQueues, startKarya, submissionBench, submitPlans,
+  taskDues, TUNING,
 } from './lib/karya.mjs';
 import { measureLimits } from './lib/limits.mjs';
 import { cpuDelta, cpuSnapshot, formatCpu } from './lib/cpu.mjs';
 import { Child, childNames, killAll, sleep } from './lib/proc.mjs';
 import { formatReport, goals, updateBenchmarksMd } from './lib/report.mjs';
-import { log, round, SinkClient, summarise } from './lib/util.mjs';
+import { adminQuery, AMQP_URL, dbUrl, machine, SERVICES } from './lib/services.mjs';
+import { log, progress, round, SinkClient, summarise } from './lib/util.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -34,6 +36,7 @@ const PROFILES = {
     submission: { connections: 64, seconds: 10 },
     limits: { seconds: 4, claimRows: 300_000 },
     backlog: 0,
+    housekeepingRetention: 'PT1H',
   },
   full: {
     burst: 100_000,
@@ -42,6 +45,12 @@ const PROFILES = {
     submission: { connections: 64, seconds: 10 },
     limits: { seconds: 5, claimRows: 1_000_000 },
     backlog: 1_000_000,
+    /**
+     * scheduler.yml retention of the housekeeping run: every stored row is 30 days old, so any retention
+     * expires them; it sets how soon the first pass starts (retention / 10, at most 60 s) and must outlast
+     * the burst's drain (the burst's own tasks are read back after it).
+     */
+    housekeepingRetention: 'PT1H',
   },
   /** A minute-long check that the harness itself works (not a benchmark). */
   smoke: {
@@ -51,6 +60,7 @@ const PROFILES = {
     submission: { connections: 64, seconds: 2 },
     limits: { seconds: 1, claimRows: 50_000 },
     backlog: Number(process.env.KARYA_BENCH_SMOKE_BACKLOG ?? 0),
+    housekeepingRetention: 'PT1M', // first pass 6 s after start rather than 60 s: the smoke run stays short
   },
 };
 
@@ -62,6 +72,10 @@ const { values: args } = parseArgs({
     'update-doc': { type: 'boolean', default: false },
     'keep-logs': { type: 'boolean', default: false },
     backlog: { type: 'string' }, // override the profile's backlog size (the burst is repeated with that many stored future tasks)
+    // The housekeeping run (with the backlog run: the same number of expired finished tasks, deleted during a burst).
+    'skip-housekeeping': { type: 'boolean', default: false },
+    'housekeeping-retention': { type: 'string' }, // default: the profile's (PT1H; smoke PT1M)
+    'housekeeping-plans': { type: 'string' }, // expired tasks spread over this many plans (default: one COMPLETED OneTime plan each)
   },
 });
 const profileName = args.profile ?? 'quick';
@@ -80,13 +94,6 @@ if (args.backlog !== undefined) P.backlog = Number(args.backlog);
  */
 const WORKLOAD_CONNECTIONS = 32;
 
-const SERVICES = {
-  pgAdmin: process.env.KARYA_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
-  redis: { host: '127.0.0.1', port: Number(process.env.KARYA_BENCH_REDIS_PORT ?? 6379) },
-  rabbit: { host: '127.0.0.1', port: Number(process.env.KARYA_BENCH_RABBIT_PORT ?? 5672), user: 'guest', password: 'guest' },
-};
-const AMQP_URL = `amqp://${SERVICES.rabbit.user}:${SERVICES.rabbit.password}@${SERVICES.rabbit.host}:${SERVICES.rabbit.port}`;
-
 const startedAt = new Date();
 const TAG = `${startedAt.toISOString().slice(0, 19).replace(/[-:T]/g, '')}_${process.pid}`;
 const DIR = mkdtempSync(join(tmpdir(), 'karya-bench-'));
@@ -94,59 +101,11 @@ const DIR = mkdtempSync(join(tmpdir(), 'karya-bench-'));
 const cleanups = [];
 const databases = [];
 
-function dbUrl(name) {
-  const u = new URL(SERVICES.pgAdmin);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
-async function adminQuery(sql) {
-  const c = new pg.Client({ connectionString: SERVICES.pgAdmin });
-  await c.connect();
-  try {
-    return await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
-
 async function createDatabase(suffix) {
   const name = `karya_bench_${TAG}_${suffix}`.toLowerCase();
   await adminQuery(`CREATE DATABASE ${name}`);
   databases.push(name);
   return { name, url: dbUrl(name) };
-}
-
-async function machine() {
-  const cpuModel = (() => {
-    try {
-      return /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpus()[0]?.model;
-    } catch {
-      return cpus()[0]?.model;
-    }
-  })();
-  const pgv = (await adminQuery('SHOW server_version')).rows[0].server_version;
-  const pgSettings = Object.fromEntries((await adminQuery(
-    `SELECT name, setting FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync', 'shared_buffers', 'max_connections', 'wal_level')`,
-  )).rows.map((r) => [r.name, r.setting]));
-  const redis = new Redis({ ...SERVICES.redis, lazyConnect: true });
-  await redis.connect();
-  const redisVersion = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1];
-  redis.disconnect();
-  const conn = await amqp.connect(AMQP_URL);
-  const rabbitVersion = conn.connection?.serverProperties?.version;
-  await conn.close();
-  return {
-    cpus: cpus().length,
-    cpuModel,
-    memGiB: round(totalmem() / 2 ** 30, 1),
-    kernel: release(),
-    node: process.version,
-    postgres: pgv,
-    postgresSettings: pgSettings,
-    redis: redisVersion,
-    rabbitmq: rabbitVersion,
-  };
 }
 
 /**
@@ -168,8 +127,11 @@ async function untilThenSnapshot(at, label) {
 /** How long to wait for `n` tasks after they fall due before calling the rest lost. */
 const drainTimeoutMs = (n, leadOrWindowMs) => leadOrWindowMs + Math.max(120_000, (n / 100) * 1000);
 
-/** @param {SinkClient} sink */
-async function karyaBurst(sink, dep, pgc, userId, sinkPort, run, n, submitRate, label) {
+/**
+ * @param {SinkClient} sink
+ * @param {() => void} [onDrained] called as the drain ends (the last task arrived, or it gave up)
+ */
+async function karyaBurst(sink, dep, pgc, userId, sinkPort, run, n, submitRate, label, onDrained) {
   const lead = leadMs(n, submitRate);
   const T = Date.now() + lead;
   log(`${label}: submitting ${n} OneTime plans through POST /v1/plan, all due at T = now + ${(lead / 1000).toFixed(1)} s`);
@@ -178,7 +140,13 @@ async function karyaBurst(sink, dep, pgc, userId, sinkPort, run, n, submitRate, 
     (sub.overran ? `; ${sub.overran} submitted after T` : ''));
   const cpu0 = await untilThenSnapshot(T, label);
   let cpu1 = cpu0;
-  const rec = await sink.waitFor(run, n, { label, timeoutMs: drainTimeoutMs(n, 0), notBefore: T + 5000, onEnd: () => (cpu1 = cpuSnapshot(childNames())) });
+  const rec = await sink.waitFor(run, n, {
+    label, timeoutMs: drainTimeoutMs(n, 0), notBefore: T + 5000,
+    onEnd: () => {
+      cpu1 = cpuSnapshot(childNames());
+      onDrained?.();
+    },
+  });
   const cpu = cpuDelta(cpu0, cpu1);
   log(`${label}: CPU cores used while draining: ${formatCpu(cpu)}`);
   const { dues, statuses } = await taskDues(pgc, sub.planIds);
@@ -216,6 +184,154 @@ async function karyaSteady(sink, dep, pgc, userId, sinkPort, run, { rate, second
   const r = summarise(rec, n, { start: W0, dueOf: (key) => dbDues.get(key) });
   log(`${label}: lateness p50 ${r.lateness.p50} p99 ${r.lateness.p99} max ${r.lateness.max} ms; lost ${r.lost}, duplicates ${r.duplicates}`);
   return { ...r, rateOffered: rate, seconds, W0, submit: { ms: sub.ms, rate: sub.rate, overran: sub.overran, marginMs: margin }, taskStatuses: statuses, cpu };
+}
+
+/**
+ * Counts, every `interval` ms on a connection of its own, the rows of `tasks` matching `predicate` (the
+ * expired ones the housekeeper must delete). A plain count(*) (a sequential scan: no index serves it),
+ * so it costs PostgreSQL a little; the burst is measured with a 5 s interval.
+ */
+class RowsLeft {
+  constructor(url, predicate) {
+    this.client = new pg.Client({ connectionString: url });
+    this.predicate = predicate;
+    /** @type {{ at: number, left: number }[]} */
+    this.samples = [];
+    this.interval = 2000;
+    this.stopped = false;
+  }
+
+  async start() {
+    await this.client.connect();
+    await this.sampleNow();
+    this.loop = (async () => {
+      while (!this.stopped) {
+        await sleep(this.interval);
+        if (!this.stopped) await this.sampleNow().catch((e) => log(`housekeeping: count failed: ${e.message}`));
+      }
+    })();
+  }
+
+  async sampleNow() {
+    const { rows } = await this.client.query(`SELECT count(*)::int AS n FROM tasks WHERE ${this.predicate}`);
+    const s = { at: Date.now(), left: rows[0].n };
+    this.samples.push(s);
+    return s;
+  }
+
+  get first() {
+    return this.samples[0];
+  }
+
+  get last() {
+    return this.samples[this.samples.length - 1];
+  }
+
+  /** The first sample below the initial count (the housekeeper had begun), or null. */
+  firstDecrease() {
+    return this.samples.find((x) => x.left < this.first.left) ?? null;
+  }
+
+  /** When the count last went down (or the first sample). */
+  lastProgressAt() {
+    for (let i = this.samples.length - 1; i > 0; i--) if (this.samples[i].left < this.samples[i - 1].left) return this.samples[i].at;
+    return this.first.at;
+  }
+
+  async stop() {
+    this.stopped = true;
+    await this.loop;
+    await this.client.end().catch(() => undefined);
+  }
+}
+
+/** Longest wait for the housekeeper to begin, and to finish, and how long without progress means it stopped. */
+const HOUSEKEEPING_WAITS = { startMs: 90_000, finishMs: 900_000, stallMs: 90_000 };
+
+/**
+ * The housekeeping run: a fresh split deployment whose scheduler.yml has a retention; `rows` expired finished
+ * tasks are stored before the scheduler starts (insertExpired); once the housekeeper has begun deleting
+ * them, the burst again. Reports the burst, how many of the rows were gone when the burst had drained, and
+ * how long deleting them all took (from the first count that went down to the first that read 0).
+ */
+async function karyaHousekeeping(sink, sinkPort, submitRate, rows) {
+  const label = 'karya-split burst+housekeeping';
+  const retention = args['housekeeping-retention'] ?? P.housekeepingRetention;
+  const plans = args['housekeeping-plans'] === undefined ? rows : Number(args['housekeeping-plans']);
+  log(`== ${label}: a fresh split deployment with retention ${retention}; ${rows} expired finished tasks stored before its scheduler starts, then the burst while the housekeeper deletes them`);
+  const db = await createDatabase('housekeeping');
+  await purgeKaryaQueues(AMQP_URL);
+  const pgc = new pg.Client({ connectionString: db.url });
+  await pgc.connect();
+  cleanups.push(() => pgc.end().catch(() => undefined));
+  let userId = '';
+  let insertMs = 0;
+  let predicate = '';
+  const dep = await startKarya('split', {
+    root: ROOT, dir: DIR, pgUrl: db.url, services: SERVICES, name: 'split-hk',
+    config: { scheduler: { retention } },
+    beforeRest: async (port) => {
+      userId = await createUser(port, 'bench-housekeeping');
+      // The template whose action insertExpired copies; due in ten years, it never runs.
+      await submitPlans(port, userId, `${TAG}-hk-template`, sinkPort, [Date.now() + 3650 * 86_400_000], { label, connections: 1 });
+      const t0 = Date.now();
+      predicate = await insertExpired(pgc, rows, { plans });
+      insertMs = Date.now() - t0;
+    },
+  });
+  const upAt = Date.now();
+  cleanups.push(() => dep.stop());
+  const left = new RowsLeft(db.url, predicate);
+  await left.start();
+  cleanups.push(() => left.stop());
+  log(`${label}: ${left.first.left} expired tasks stored in ${(insertMs / 1000).toFixed(1)} s; waiting for the housekeeper's first deletions (its passes start every retention / 10, at most 60 s)`);
+  while (left.firstDecrease() === null && Date.now() - upAt < HOUSEKEEPING_WAITS.startMs && dep.alive()) await sleep(500);
+  const began = left.firstDecrease();
+  log(began
+    ? `${label}: deleting began ${((began.at - upAt) / 1000).toFixed(1)} s after the scheduler was up (${left.first.left - began.left} gone at the first count that went down)`
+    : `${label}: nothing deleted ${HOUSEKEEPING_WAITS.startMs / 1000} s after the scheduler was up (is the housekeeper built? its log lines are reported); measuring the burst anyway`);
+
+  left.interval = 5000;
+  /** @type {Promise<{at: number, left: number}> | undefined} */
+  let atDrained;
+  const burst = await karyaBurst(sink, dep, pgc, userId, sinkPort, `${TAG}-split-burst-housekeeping`, P.burst, submitRate, label, () => {
+    atDrained = left.sampleNow();
+  });
+  const drained = await atDrained;
+  left.interval = 1000;
+  log(`${label}: ${left.first.left - drained.left} of ${left.first.left} expired tasks deleted when the burst had drained; waiting for the rest`);
+  while (left.last.left > 0 && Date.now() - upAt < HOUSEKEEPING_WAITS.finishMs && Date.now() - left.lastProgressAt() < HOUSEKEEPING_WAITS.stallMs && dep.alive()) {
+    await sleep(1000);
+    progress(`${label}: ${left.last.left} expired tasks left`);
+  }
+  await left.stop();
+  const startedAt = left.firstDecrease();
+  const zero = left.samples.find((x) => x.left === 0) ?? null;
+  const plansLeft = (await pgc.query(`SELECT count(*)::int AS n FROM plans WHERE description IN ('expired', 'expired history')`)).rows[0].n;
+  const hk = housekeeperLog(dep.procs.find((p) => p.role === 'scheduler').child.logFile);
+  const out = {
+    ...burst,
+    expired: {
+      rows: left.first.left,
+      plans,
+      plansLeftAtEnd: plansLeft,
+      retention,
+      insertMs,
+      deletingBeganAfterMs: startedAt ? startedAt.at - upAt : null,
+      deletedBeforeT: left.first.left - (left.samples.filter((x) => x.at <= burst.T).at(-1)?.left ?? left.first.left),
+      deletedByBurstEnd: left.first.left - drained.left,
+      leftAtEnd: left.last.left,
+      // From the first count that went down to the first that read 0 (counts every 1-5 s).
+      fullDeletionMs: startedAt && zero ? zero.at - startedAt.at : null,
+      finished: zero !== null,
+      housekeeper: hk,
+    },
+    alive: dep.alive(),
+  };
+  log(`${label}: ${zero ? `all ${left.first.left} expired tasks deleted in ${(out.expired.fullDeletionMs / 1000).toFixed(1)} s` : `${left.last.left} expired tasks still there (gave up)`}; ` +
+    `housekeeper log: ${hk.deleted.passes} passes deleted ${hk.deleted.tasks} tasks, ${hk.deleted.plans} plans`);
+  out.exit = await dep.stop();
+  return out;
 }
 
 async function runKarya(kind, sink, sinkPort) {
@@ -260,6 +376,10 @@ async function runKarya(kind, sink, sinkPort) {
   out.alive = dep.alive();
   out.exit = await dep.stop();
   if (!out.alive) log(`${label}: a process died during the run\n${dep.tails()}`);
+  if (P.backlog > 0 && kind === 'split' && !args['skip-housekeeping']) {
+    out.burstHousekeeping = await karyaHousekeeping(sink, sinkPort, submitRate, P.backlog);
+    if (!out.burstHousekeeping.alive) log(`${label}: a process of the housekeeping run died`);
+  }
   return out;
 }
 

@@ -1,5 +1,5 @@
 // Karya as a user deploys it: `node dist/main.js` per role, YAML configs, real PostgreSQL/Redis/RabbitMQ.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import amqp from 'amqplib';
 import autocannon from 'autocannon';
@@ -73,7 +73,18 @@ function providersYml(pgUrl, poolSize, s) {
   ].join('\n');
 }
 
-function schedulerYml() {
+/**
+ * YAML lines for extra `application:` keys (scalars and nested objects, no lists), indented under it.
+ * @param {Record<string, unknown>} obj
+ */
+function extraYml(obj = {}, indent = '  ') {
+  return Object.entries(obj).flatMap(([k, v]) => (v !== null && typeof v === 'object'
+    ? [`${indent}${k}:`, ...extraYml(/** @type {Record<string, unknown>} */ (v), `${indent}  `)]
+    : [`${indent}${k}: ${JSON.stringify(v)}`]));
+}
+
+/** @param {Record<string, unknown>} [extra] more `application:` keys (e.g. `retention`), none of the ones set here */
+function schedulerYml(extra) {
   const c = TUNING.scheduler;
   return [
     'application:',
@@ -83,11 +94,13 @@ function schedulerYml() {
     `    channelCapacity: ${c.channelCapacity}`,
     `    pollFrequency: ${c.pollFrequency}`,
     `    executionBuffer: ${c.executionBuffer}`,
+    ...extraYml(extra),
     '',
   ].join('\n');
 }
 
-function executorYml() {
+/** @param {Record<string, unknown>} [extra] more `application:` keys (e.g. `retry`), none of the ones set here */
+function executorYml(extra) {
   const c = TUNING.executor;
   return [
     'application:',
@@ -101,24 +114,33 @@ function executorYml() {
     `        keepAliveTime: ${c.restapi.keepAliveTime}`,
     `        connectionTimeout: ${c.restapi.connectionTimeout}`,
     `        connectionAttempts: ${c.restapi.connectionAttempts}`,
+    ...extraYml(extra),
     '',
   ].join('\n');
 }
 
 /**
  * Starts a deployment: `split` = 1 server + 1 scheduler + 1 executor; `all` = one process with every role.
+ * Options beyond the bench's own: `name` (files and process names, default `kind`: a second deployment of
+ * one kind needs its own); `nodeArgs` (e.g. --cpu-prof); `config.scheduler` / `config.executor`, more
+ * `application:` keys for scheduler.yml / executor.yml (the soak's `retention` and `retry`); `beforeRest`,
+ * run once the first process (the server, which migrates) is healthy and before the others start (the
+ * housekeeping run stores its expired rows there, so that no housekeeper sees them half inserted).
  * @param {'split' | 'all'} kind
- * @param {{ root: string, dir: string, pgUrl: string, services: any, nodeArgs?: string[] }} o  (nodeArgs: e.g. --cpu-prof)
+ * @param {{ root: string, dir: string, pgUrl: string, services: any, name?: string, nodeArgs?: string[],
+ *   config?: { scheduler?: Record<string, unknown>, executor?: Record<string, unknown> },
+ *   beforeRest?: (firstPort: number) => Promise<void> }} o
  */
 export async function startKarya(kind, o) {
+  const label = o.name ?? kind;
   const write = (name, text) => {
-    const p = join(o.dir, `${kind}-${name}`);
+    const p = join(o.dir, `${label}-${name}`);
     writeFileSync(p, text);
     return p;
   };
   const main = join(o.root, 'dist/main.js');
-  const sched = write('scheduler.yml', schedulerYml());
-  const exec = write('executor.yml', executorYml());
+  const sched = write('scheduler.yml', schedulerYml(o.config?.scheduler));
+  const exec = write('executor.yml', executorYml(o.config?.executor));
   const server = write('server.yml', 'application:\n  metricsEnabled: true\n  egress:\n    allowPrivateNetworks: true\n');
   const roles = kind === 'split' ? ['server', 'scheduler', 'executor'] : ['all'];
   /** @type {{ role: string, child: Child, port: number }[]} */
@@ -133,13 +155,14 @@ export async function startKarya(kind, o) {
       KARYA_SCHEDULER_CONFIG_PATH: sched,
       KARYA_EXECUTOR_CONFIG_PATH: exec,
     };
-    const child = new Child(`karya-${kind}-${role}`, main, env, o.dir, o.root, o.nodeArgs);
+    const child = new Child(`karya-${label}-${role}`, main, env, o.dir, o.root, o.nodeArgs);
     procs.push({ role, child, port });
     return { child, port };
   };
   // The server first: it runs the migrations (every role would, under an advisory lock) in a fresh database.
   const first = await startRole(roles[0]);
   await first.child.waitForHealthy(first.port);
+  if (o.beforeRest) await o.beforeRest(first.port);
   const rest = await Promise.all(roles.slice(1).map(startRole));
   await Promise.all(rest.map((r) => r.child.waitForHealthy(r.port)));
   const serverPort = procs.find((p) => p.role === 'server' || p.role === 'all').port;
@@ -341,4 +364,87 @@ export async function insertBacklog(pg, count) {
   await pg.query('VACUUM ANALYZE tasks');
   await pg.query('VACUUM ANALYZE plans');
   log(`backlog: ${count} future plans + tasks stored`);
+}
+
+/**
+ * Stores `count` finished tasks that expired long ago (SUCCESS, created and run 30 days ago) with SQL
+ * (generate_series), for the housekeeper to delete: the housekeeping run. With `plans` = `count` (the
+ * default) each task belongs to a COMPLETED OneTime plan of its own (the common case: a million finished
+ * one-shot jobs, plans and tasks both expire); with fewer, the tasks are the history of `plans` COMPLETED
+ * Recurring plans. The action is copied from a plan submitted through the API (`description LIKE 'bench %'`).
+ * Returns the predicate that counts the rows left (`SELECT count(*) FROM tasks WHERE <it>`).
+ */
+export async function insertExpired(pg, count, { plans = count } = {}) {
+  const { rows } = await pg.query(`SELECT user_id, type, action FROM plans WHERE description LIKE 'bench %' LIMIT 1`);
+  if (rows.length === 0) throw new Error('housekeeping: no template plan');
+  const [{ base }] = (await pg.query(`SELECT (now() - interval '30 days') AS base`)).rows;
+  const own = plans >= count;
+  /** @type {string[]} */
+  let few = [];
+  if (!own) {
+    const ids = await pg.query(
+      `INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, hook, parent_plan_id, created_at, updated_at)
+       SELECT gen_random_uuid(), $1, 'expired history', 'PT1S', jsonb_build_object('type', 'karya.core.entities.PlanType.Recurring', 'end_at', (extract(epoch FROM $3::timestamptz) * 1000)::bigint),
+              'COMPLETED', 0, $2::jsonb, '[]'::jsonb, NULL, $3::timestamptz - $5::int * interval '1 millisecond', $3::timestamptz
+       FROM generate_series(1, $4::int) RETURNING id`,
+      [rows[0].user_id, JSON.stringify(rows[0].action), base, plans, count + 10],
+    );
+    few = ids.rows.map((r) => r.id);
+  }
+  const chunk = 250_000;
+  for (let done = 0; done < count; done += chunk) {
+    const n = Math.min(chunk, count - done);
+    await pg.query('BEGIN');
+    await pg.query(
+      `CREATE TEMP TABLE expired_ids ON COMMIT DROP AS
+         SELECT ${own ? 'gen_random_uuid()' : '($4::uuid[])[1 + (g % $5::int)]'} AS plan_id, gen_random_uuid() AS task_id,
+                g AS i, $2::timestamptz - g * interval '1 millisecond' AS at
+         FROM generate_series($1::int + 1, $1::int + $3::int) g`,
+      own ? [done, base, n] : [done, base, n, few, few.length],
+    );
+    if (own) {
+      await pg.query(
+        `INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, hook, parent_plan_id, created_at, updated_at)
+         SELECT plan_id, $1, 'expired', 'PT1S', $2::jsonb, 'COMPLETED', 0, $3::jsonb, '[]'::jsonb, NULL, at, at + interval '1005 milliseconds' FROM expired_ids`,
+        [rows[0].user_id, JSON.stringify(rows[0].type), JSON.stringify(rows[0].action)],
+      );
+    }
+    await pg.query(
+      `INSERT INTO tasks (id, partition_key, plan_id, status, attempt, dispatch_seq, next_created, created_at, executed_at, next_execution_at)
+       SELECT task_id, 1 + (i % $1::int), plan_id, 'SUCCESS', 1, 1, ${own ? 'false' : 'true'}, at, at + interval '1005 milliseconds', at + interval '1 second'
+       FROM expired_ids`,
+      [TUNING.partitions],
+    );
+    await pg.query('COMMIT');
+    progress(`housekeeping: ${done + n}/${count} expired tasks stored`);
+  }
+  await pg.query('VACUUM ANALYZE tasks');
+  await pg.query('VACUUM ANALYZE plans');
+  log(`housekeeping: ${count} expired finished tasks stored (${own ? 'each with its COMPLETED OneTime plan' : `history of ${plans} COMPLETED Recurring plans`})`);
+  return `created_at < now() - interval '29 days'`;
+}
+
+/**
+ * What the housekeeper said in a scheduler's log: its lines (context `[Housekeeper]`), and the sums of its
+ * "deleted T task(s), E error log(s), P plan(s) and D dead letter(s) …" lines (one per pass that deleted).
+ */
+export function housekeeperLog(logFile) {
+  let lines = [];
+  try {
+    // eslint-disable-next-line no-control-regex
+    lines = readFileSync(logFile, 'utf8').replace(/\x1b\[[0-9;]*m/g, '').split('\n').filter((l) => /\[Housekeeper\]/.test(l));
+  } catch {
+    // no log
+  }
+  const deleted = { passes: 0, tasks: 0, errorLogs: 0, plans: 0, deadLetters: 0 };
+  for (const l of lines) {
+    const m = /deleted (\d+) task\(s\), (\d+) error log\(s\), (\d+) plan\(s\) and (\d+) dead letter/.exec(l);
+    if (!m) continue;
+    deleted.passes++;
+    deleted.tasks += Number(m[1]);
+    deleted.errorLogs += Number(m[2]);
+    deleted.plans += Number(m[3]);
+    deleted.deadLetters += Number(m[4]);
+  }
+  return { logLines: lines.length, deleted, lastLine: lines.at(-1)?.slice(0, 300) ?? null };
 }

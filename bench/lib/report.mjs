@@ -2,7 +2,7 @@
 // limits themselves, the tuning each side used, and the issue's targets (goals, not assertions).
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 
-const fmt = (x, digits = 0) => (x === null || x === undefined || Number.isNaN(x) ? '–' : Number(x).toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+export const fmt = (x, digits = 0) => (x === null || x === undefined || Number.isNaN(x) ? '–' : Number(x).toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
 const ratio = (a, b) => (a == null || b == null || b === 0 ? '–' : `${(a / b).toFixed(2)}×`);
 const pctOf = (a, b) => (a == null || b == null || b === 0 ? '–' : `${((100 * a) / b).toFixed(0)} %`);
 
@@ -30,7 +30,7 @@ export function goals(r) {
   const lostOf = (x) => (x ? x.lost : 0);
   const dupOf = (x) => (x ? x.duplicates : 0);
   const all = [
-    ...Object.values(r.karya).flatMap((k) => [k.burst, k.steady, k.burstBacklog]),
+    ...Object.values(r.karya).flatMap((k) => [k.burst, k.steady, k.burstBacklog, k.burstHousekeeping]),
     b?.burst, b?.steady,
   ].filter(Boolean);
   const lostTotal = all.reduce((n, x) => n + lostOf(x), 0);
@@ -49,13 +49,21 @@ export function goals(r) {
       const dl = s.burstBacklog.lateness.p99 / s.burst.lateness.p99 - 1;
       add('backlog: lateness p99 within 10 % of the empty-table run', dl, dl <= 0.1);
     }
+    if (s.burstHousekeeping) {
+      // The run without it = the burst of the first split deployment (empty table, no retention).
+      const h = s.burstHousekeeping;
+      const dr = h.rate / s.burst.rate - 1;
+      add('housekeeping: drain rate within 10 % of the run without it', dr, Math.abs(dr) <= 0.1 || dr > 0);
+      const dl = h.lateness.p99 / s.burst.lateness.p99 - 1;
+      add('housekeeping: lateness p99 within 10 % of the run without it', dl, dl <= 0.1);
+    }
   }
   add('zero lost (every workload)', lostTotal, lostTotal === 0);
   add('zero duplicates (every workload)', dupTotal, dupTotal === 0);
   return { lostTotal, dupTotal, list };
 }
 
-function table(rows) {
+export function table(rows) {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => String(r[c]).length)));
   const line = (r) => `| ${r.map((cell, c) => (c === 0 ? String(cell).padEnd(widths[c]) : String(cell).padStart(widths[c]))).join(' | ')} |`;
   return [line(rows[0]), `|${widths.map((w, c) => (c === 0 ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`, ...rows.slice(1).map(line)].join('\n');
@@ -93,6 +101,15 @@ export function formatReport(r) {
     rows.push(['burst + backlog lateness p99, ms ↓', fmt(bb.lateness.p99, 1), '', '', '', '', `${ratio(bb.lateness.p99, S.burst.lateness.p99)} of empty table`]);
     rows.push(['burst + backlog lost / duplicates', `${bb.lost} / ${bb.duplicates}`, '', '', '', '', '']);
   }
+  if (S?.burstHousekeeping) {
+    const h = S.burstHousekeeping;
+    const x = h.expired;
+    rows.push([`burst while deleting ${fmt(x.rows)} expired tasks, tasks/s ↑`, fmt(h.rate), '', '', '', '', `${ratio(h.rate, S.burst.rate)} of the run without it`]);
+    rows.push(['burst while deleting, lateness p99, ms ↓', fmt(h.lateness.p99, 1), '', '', '', '', `${ratio(h.lateness.p99, S.burst.lateness.p99)} of the run without it`]);
+    rows.push(['burst while deleting, lost / duplicates', `${h.lost} / ${h.duplicates}`, '', '', '', '', '']);
+    rows.push(['expired tasks deleted before T / by the burst\'s end', `${fmt(x.deletedBeforeT)} / ${fmt(x.deletedByBurstEnd)}`, '', '', '', '', '']);
+    rows.push([`all expired tasks deleted in, s (retention ${x.retention})`, x.finished ? fmt(x.fullDeletionMs / 1000, 1) : `not done: ${fmt(x.leftAtEnd)} left`, '', '', '', '', '']);
+  }
 
   const lim = [['limit (measured in this run)', 'rate/s', 'as tasks/s', 'Karya split burst', 'Karya all burst', 'BullMQ burst']];
   for (const l of taskLimits(L)) {
@@ -123,6 +140,7 @@ export function formatReport(r) {
     cpuLine(`Karya ${k}, steady window`, v.steady?.cpu);
     cpuLine(`Karya ${k}, submission`, v.submission?.cpu);
     cpuLine(`Karya ${k}, burst drain with backlog`, v.burstBacklog?.cpu);
+    cpuLine(`Karya ${k}, burst drain while the housekeeper deletes`, v.burstHousekeeping?.cpu);
   }
   cpuLine('BullMQ, burst drain', B?.burst?.cpu);
   cpuLine('BullMQ, steady window', B?.steady?.cpu);
@@ -137,6 +155,11 @@ export function formatReport(r) {
     '',
     'Lateness = sink receive time − due time (Karya: the task\'s stored due time; BullMQ: the due time the job carried). ↑ higher is better, ↓ lower is better.',
     'Burst rate = distinct tasks / (last receive − T). Lost = expected − distinct Idempotency-Keys at the sink; duplicates = calls beyond the first per key.',
+    ...(S?.burstHousekeeping ? [
+      `Burst while deleting: a fresh split deployment with scheduler.yml retention ${S.burstHousekeeping.expired.retention}; ${fmt(S.burstHousekeeping.expired.rows)} SUCCESS tasks of 30 days ago ` +
+        `(${S.burstHousekeeping.expired.plans >= S.burstHousekeeping.expired.rows ? 'each with its COMPLETED OneTime plan' : `over ${fmt(S.burstHousekeeping.expired.plans)} COMPLETED Recurring plans`}) stored before its scheduler started; ` +
+        'the burst is submitted once the housekeeper has begun deleting. "The run without it" = the split burst above. Deletion time = first count of expired tasks that went down → first that read 0 (counted every 1-5 s).',
+    ] : []),
     '',
     table(lim),
     '',

@@ -57,6 +57,14 @@ export class SinkClient {
     return this.get(`/records?run=${encodeURIComponent(run)}`);
   }
 
+  /**
+   * The records of `run` so far, and the sink forgets them (a later call for a key starts a new record).
+   * @returns {Promise<{keys: string[], first: number[], due: (number|null)[], count: number[], fails: number[], plan: string[], attempt: number[], total: number}>}
+   */
+  take(run) {
+    return this.get(`/records?run=${encodeURIComponent(run)}&take=1`);
+  }
+
   async forget(run) {
     const { body } = await request(`${this.base}/runs?run=${encodeURIComponent(run)}`, { method: 'DELETE' });
     await body.dump();
