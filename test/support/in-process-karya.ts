@@ -86,6 +86,8 @@ function mirrorDeadLetters(app: INestApplication, ds: DataSource, into: Delivery
     busy = true;
     current = poll().finally(() => (busy = false));
   }, 100);
+  // A suite that closes its app without stopInProcessKarya must not keep Jest from exiting.
+  timer.unref();
   mirrors.set(app, {
     async stop() {
       running = false;
