@@ -38,6 +38,7 @@ interface BenchResults {
     burst: Workload;
     steady: Workload;
     burstBacklog?: Workload & { backlog: number };
+    burstHousekeeping?: Workload & { expired: { finished: boolean } };
     submission: { rate: number; non2xx: number };
     alive: boolean;
   }>;
@@ -79,6 +80,9 @@ describe('benchmark harness (npm run bench), smoke profile', () => {
     // Item 6: the burst again with future tasks already stored, compared with the empty-table run.
     expect(res.karya.split.burstBacklog).toMatchObject({ expected: 2000, distinct: 2000, lost: 0, duplicates: 0, backlog: 20000 });
     expect(r.stdout).toMatch(/\| burst \+ 20,000 stored future tasks, tasks\/s ↑ +\| +[\d,]+ \|/);
+    // The burst drained while the housekeeper deleted as many expired rows, all of which it deleted.
+    expect(res.karya.split.burstHousekeeping).toMatchObject({ expected: 2000, distinct: 2000, lost: 0, duplicates: 0 });
+    expect(res.karya.split.burstHousekeeping?.expired.finished).toBe(true);
     expect(res.bullmq.burst).toMatchObject({ expected: 2000, distinct: 2000, lost: 0 });
     expect(res.bullmq.steady).toMatchObject({ expected: 1000, distinct: 1000, lost: 0 });
     for (const limit of ['pgClaim', 'pgCommit1', 'pgCommit8', 'rabbit', 'sink']) expect(res.limits[limit].rate).toBeGreaterThan(0);
