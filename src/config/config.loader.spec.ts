@@ -41,9 +41,11 @@ describe('loadConfig', () => {
       rateLimit: { requestsPerMinute: 0, submissionsPerMinute: 0 },
       maxLivePlansPerUser: 0,
       requestTimeout: 8000,
+      summaryLimit: 1000,
     });
     expect(config.executor.egress).toEqual({ allowPrivateNetworks: true, allow: [] });
-    expect(config.scheduler).toMatchObject({ workers: 3, channelCapacity: 10, pollFrequency: 300, executionBuffer: 1000 });
+    // Retention is on by default: 30 days (P30D).
+    expect(config.scheduler).toMatchObject({ workers: 3, channelCapacity: 10, pollFrequency: 300, executionBuffer: 1000, retention: 30 * 24 * 3600 * 1000 });
     expect(config.scheduler.repoPartitions).toBeUndefined();
     expect(config.executor.connectors.map((c) => c.type)).toEqual(['restapi', 'chained']);
     expect(config.executor.retry).toEqual({ initialDelay: 1000, multiplier: 2, maxDelay: 300000, jitter: 0.2 });
@@ -102,6 +104,7 @@ describe('loadConfig', () => {
       rateLimit: { requestsPerMinute: 0, submissionsPerMinute: 0 },
       maxLivePlansPerUser: 0,
       requestTimeout: 8000,
+      summaryLimit: 1000,
     });
     expect(config.executor.egress).toEqual({ allowPrivateNetworks: false, allow: [] });
     expect(config.scheduler).toEqual({
@@ -113,6 +116,7 @@ describe('loadConfig', () => {
       repoPartitions: [1, 2, 3, 4, 5],
       metricsEnabled: true,
       leaseTime: 30000,
+      retention: 30 * 24 * 3600 * 1000,
     });
     expect(config.executor.metricsEnabled).toBe(true);
     expect(config.executor.connectors).toEqual([
