@@ -20,9 +20,9 @@ import {
 } from './lib/karya.mjs';
 import { measureLimits } from './lib/limits.mjs';
 import { cpuDelta, cpuSnapshot, formatCpu } from './lib/cpu.mjs';
-import { Child, childNames, killAll, sleep } from './lib/proc.mjs';
+import { Child, childNames, sleep } from './lib/proc.mjs';
 import { formatReport, goals, updateBenchmarksMd } from './lib/report.mjs';
-import { adminQuery, AMQP_URL, dbUrl, machine, SERVICES } from './lib/services.mjs';
+import { adminQuery, AMQP_URL, dbUrl, machine, runCleanup, SERVICES } from './lib/services.mjs';
 import { log, progress, round, SinkClient, summarise } from './lib/util.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -431,19 +431,8 @@ async function runBull(sink, sinkPort) {
   return out;
 }
 
-async function cleanup() {
-  while (cleanups.length > 0) {
-    const step = cleanups.pop();
-    try {
-      await step();
-    } catch (e) {
-      log(`cleanup: ${e instanceof Error ? e.message : String(e)}`);
-    }
-  }
-  await killAll();
-  for (const name of databases.splice(0)) {
-    await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch((e) => log(`cleanup: drop ${name}: ${e.message}`));
-  }
+function cleanup() {
+  return runCleanup(cleanups, databases);
 }
 
 async function main() {

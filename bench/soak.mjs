@@ -60,9 +60,9 @@ import pg from 'pg';
 import { Pool } from 'undici';
 import { createUser, housekeeperLog, KARYA_QUEUES, purgeKaryaQueues, startKarya, T, TUNING } from './lib/karya.mjs';
 import { cpuDelta, cpuSnapshot } from './lib/cpu.mjs';
-import { Child, childNames, killAll, sleep } from './lib/proc.mjs';
+import { Child, childNames, sleep } from './lib/proc.mjs';
 import { fmt, table } from './lib/report.mjs';
-import { adminQuery, AMQP_URL, dbUrl, machine, SERVICES } from './lib/services.mjs';
+import { adminQuery, AMQP_URL, dbUrl, machine, runCleanup, SERVICES } from './lib/services.mjs';
 import { log, pct, progress, round, SinkClient } from './lib/util.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -515,19 +515,8 @@ function formatSummary(res) {
   return [table(rows), '', table(counts)].join('\n');
 }
 
-async function cleanup() {
-  while (cleanups.length > 0) {
-    const step = cleanups.pop();
-    try {
-      await step();
-    } catch (e) {
-      log(`cleanup: ${e instanceof Error ? e.message : String(e)}`);
-    }
-  }
-  await killAll();
-  for (const name of databases.splice(0)) {
-    await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch((e) => log(`cleanup: drop ${name}: ${e.message}`));
-  }
+function cleanup() {
+  return runCleanup(cleanups, databases);
 }
 
 async function main() {

@@ -5,7 +5,8 @@ import { cpus, release, totalmem } from 'node:os';
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { round } from './util.mjs';
+import { killAll } from './proc.mjs';
+import { log, round } from './util.mjs';
 
 export const SERVICES = {
   pgAdmin: process.env.KARYA_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
@@ -61,4 +62,23 @@ export async function machine() {
     redis: redisVersion,
     rabbitmq: rabbitVersion,
   };
+}
+
+/**
+ * Undoes a run, whatever happened: the registered steps last first (a failing one is logged, the rest still
+ * run), then every process the harness started, then the databases it created.
+ */
+export async function runCleanup(cleanups, databases) {
+  while (cleanups.length > 0) {
+    const step = cleanups.pop();
+    try {
+      await step();
+    } catch (e) {
+      log(`cleanup: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  await killAll();
+  for (const name of databases.splice(0)) {
+    await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch((e) => log(`cleanup: drop ${name}: ${e.message}`));
+  }
 }
