@@ -49,7 +49,7 @@ describe.each(targets)('batched writes on $name', (target) => {
     const plan: PlanEntity = {
       id: randomUUID(), userId: user, description, periodTime: 'PT1H', type: { type: 'karya.core.entities.PlanType.OneTime' },
       status: PlanStatus.Created, maxFailureRetry: 1, action: { type: 'x', note: "it's \"quoted\" ✓" }, hook: [],
-      parentPlanId: null, createdAt: now, updatedAt: now,
+      parentPlanId: null, createdAt: now, updatedAt: now, pausedAt: null,
     };
     const task: TaskEntity = {
       id: randomUUID(), partitionKey: 1 + (description.length % PARTITIONS), planId: plan.id, status: TaskStatus.Created, attempt: 0,

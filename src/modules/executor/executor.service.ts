@@ -79,6 +79,12 @@ export class ExecutorService {
       await this.record('cancellation', message, () => this.results.cancelled(message));
       return;
     }
+    // Paused after the claim (claimed ahead of its due time): a fresh occurrence does not start. A retry or
+    // a lease re-dispatch (attempt > 1) continues an occurrence that started before the pause.
+    if (started.pausedAt !== null && message.attempt === 1) {
+      await this.record('pause', message, () => this.results.paused(message));
+      return;
+    }
     try {
       await this.runStarted(message, started);
     } catch (e) {

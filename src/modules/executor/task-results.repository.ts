@@ -12,6 +12,8 @@ import { ExecutorMessage } from '../../pipeline/executor-message';
 
 export interface StartedTask {
   planStatus: PlanStatus;
+  /** Set while the plan is paused. */
+  pausedAt: Date | null;
   planType: JsonObject;
   /** The plan's hooks as they are now (a PATCH applies to later events). */
   hooks: JsonObject[];
@@ -108,6 +110,18 @@ export class TaskResultsRepository {
   }
 
   /**
+   * Hands a first attempt of a paused plan back (its plan was paused after the claim): PAUSED, as if the
+   * claim had not happened, for resume to schedule or drop.
+   */
+  async paused(m: ExecutorMessage): Promise<void> {
+    await withTransientRetry(() =>
+      this.ds.query(`UPDATE tasks t SET status = $4, attempt = t.attempt - 1, lease_until = NULL WHERE ${FENCE}`, [
+        m.taskId, m.partitionKey, m.dispatchSeq, TaskStatus.Paused,
+      ]),
+    );
+  }
+
+  /**
    * The executor took this dispatch and cannot record its outcome (the handler threw, the result write kept
    * failing): the task stays PROCESSING, marked with `retry_at`, and its lease ends at `retryAt`, when the
    * scheduler dispatches it again as its next attempt, or ends it after its last (TaskClaimsRepository SPENT).
@@ -151,12 +165,12 @@ export class TaskResultsRepository {
       `WITH v AS (
          SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::timestamptz[], $5::uuid[]) AS v(id, key, seq, lease, plan_id)
        ), p AS (
-         SELECT id, status, type, hook FROM plans WHERE id IN (SELECT plan_id FROM v) ORDER BY id FOR SHARE
+         SELECT id, status, type, hook, paused_at FROM plans WHERE id IN (SELECT plan_id FROM v) ORDER BY id FOR SHARE
        )
        UPDATE tasks t SET lease_until = v.lease FROM v, p
        WHERE t.id = v.id AND t.partition_key = v.key AND t.dispatch_seq = v.seq AND ${STILL_PROCESSING}
          AND p.id = v.plan_id AND t.plan_id = p.id
-       RETURNING t.id, t.dispatch_seq AS seq, p.status, p.type, p.hook, t.next_execution_at AS due`,
+       RETURNING t.id, t.dispatch_seq AS seq, p.status, p.type, p.hook, p.paused_at, t.next_execution_at AS due`,
       [
         items.map((i) => i.m.taskId), items.map((i) => i.m.partitionKey), items.map((i) => i.m.dispatchSeq),
         items.map((i) => i.leaseUntil), items.map((i) => i.m.planId),
@@ -172,7 +186,7 @@ export class TaskResultsRepository {
       `WITH v AS (
          SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::uuid[]) AS v(id, key, seq, plan_id)
        )
-       SELECT t.id, t.dispatch_seq AS seq, p.status, p.type, p.hook, t.next_execution_at AS due
+       SELECT t.id, t.dispatch_seq AS seq, p.status, p.type, p.hook, p.paused_at, t.next_execution_at AS due
        FROM v JOIN tasks t ON t.id = v.id AND t.partition_key = v.key AND t.dispatch_seq = v.seq AND ${STILL_PROCESSING}
               JOIN plans p ON p.id = v.plan_id AND p.id = t.plan_id`,
       [items.map((m) => m.taskId), items.map((m) => m.partitionKey), items.map((m) => m.dispatchSeq), items.map((m) => m.planId)],
@@ -234,6 +248,7 @@ interface StartRow {
   status: PlanStatus;
   type: JsonObject;
   hook: JsonObject[];
+  paused_at: Date | null;
   due: Date;
 }
 
@@ -249,6 +264,6 @@ function answerStarts(messages: ExecutorMessage[], rows: StartRow[]): (StartedTa
     const key = dispatchKey(m.taskId, m.dispatchSeq);
     const row = found.get(key);
     found.delete(key);
-    return row ? { planStatus: row.status, planType: row.type, hooks: row.hook, dueAt: row.due.getTime() } : null;
+    return row ? { planStatus: row.status, pausedAt: row.paused_at, planType: row.type, hooks: row.hook, dueAt: row.due.getTime() } : null;
   });
 }

@@ -3,6 +3,8 @@ import { shown } from '../../common/params';
 import { EgressPolicy } from '../../egress/egress-policy';
 import { ACTION_TYPE, PLAN_TYPE } from './dto/discriminators';
 import { ActionDto, ChainedRequestDto, HookDto, RestApiRequestDto, SubmitPlanRequestDto } from './dto/plan-request.dto';
+import { checkTimeZone, CronError, CronSchedule } from './cron-schedule';
+import { CronDto } from './dto/plan-request.dto';
 import { parsePeriod } from './period';
 
 export interface PlanRules {
@@ -45,7 +47,8 @@ function at(path: string): string {
  */
 export function checkPlanRequest(req: SubmitPlanRequestDto, rules: PlanRules, path = ''): void {
   if (req.plan_type.type === PLAN_TYPE.Recurring) checkRecurringPeriod(req.period_time, rules, `${path}period_time`);
-  if (rules.strictMode && isChained(req.action) && req.plan_type.type === PLAN_TYPE.Recurring) {
+  if (req.plan_type.type === PLAN_TYPE.Cron) checkCron(req, req.plan_type, rules, path);
+  if (rules.strictMode && isChained(req.action) && req.plan_type.type !== PLAN_TYPE.OneTime) {
     throw new BadRequestException(`Chained requests cannot be recurring${at(path)}`);
   }
   checkAction(req.action, rules, `${path}action`);
@@ -114,4 +117,44 @@ function checkNestedOwner(action: ActionDto, owner: string, path: string): void 
   }
   checkNestedOwner(nested.action, owner, `${path}.request.action`);
   checkHookChainOwners(nested.hooks ?? [], owner, `${path}.request.hooks`);
+}
+
+/** How many upcoming fires of a cron expression are examined for its tightest interval (minRecurringPeriod). */
+const CRON_SAMPLES = 1000;
+
+/**
+ * A Cron plan's expression and zone, its tightest interval against minRecurringPeriod (over its next
+ * CRON_SAMPLES fires: the fields repeat within a day, so that covers every gap but DST's), and a given
+ * period_time, which must repeat the expression (it is what a Cron plan's period_time holds).
+ */
+function checkCron(req: SubmitPlanRequestDto, type: CronDto, rules: PlanRules, path: string): void {
+  try {
+    checkTimeZone(type.time_zone);
+  } catch (e) {
+    if (e instanceof CronError) throw new BadRequestException(`${path}plan_type.time_zone: ${e.message}, got ${shown(type.time_zone)}`);
+    throw e;
+  }
+  let schedule: CronSchedule;
+  try {
+    schedule = new CronSchedule(type.expression, type.time_zone);
+    if (schedule.next(Date.now()) === null) throw new CronError('never fires');
+  } catch (e) {
+    if (e instanceof CronError) throw new BadRequestException(`${path}plan_type.expression: ${e.message}, got ${shown(type.expression)}`);
+    throw e;
+  }
+  // No expression fires more often than once a second (6 fields) or a minute (5): sample only when that matters.
+  const floor = type.expression.trim().split(/\s+/).length === 6 ? 1000 : 60_000;
+  const tightest = rules.minRecurringPeriod <= floor ? floor : schedule.minInterval(Date.now(), CRON_SAMPLES);
+  if (tightest < rules.minRecurringPeriod) {
+    throw new BadRequestException(
+      `${path}plan_type.expression: fires every ${tightest} ms at times, more often than server.yml minRecurringPeriod ` +
+        `(${rules.minRecurringPeriod} ms), got ${shown(type.expression)}`,
+    );
+  }
+  if (req.period_time !== undefined && req.period_time !== type.expression) {
+    throw new BadRequestException(
+      `${path}period_time: a Cron plan's period_time is its expression; leave it out or repeat plan_type.expression ` +
+        `(${shown(type.expression)}), got ${shown(req.period_time)}`,
+    );
+  }
 }

@@ -1,7 +1,8 @@
-import { Body, Controller, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
+import { BadRequestException, Body, Controller, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
 import {
   ApiBadRequestResponse,
   ApiBody,
+  ApiConflictResponse,
   ApiConsumes,
   ApiExtraModels,
   ApiForbiddenResponse,
@@ -19,7 +20,7 @@ import { ApiKeyAuth } from '../../auth/auth-policy';
 import { UNAUTHORIZED } from '../../auth/api.guard';
 import { Caller, CurrentCaller, ownerScope, requireActsFor } from '../../auth/caller';
 import { plainTextResponse as plainText } from '../../common/openapi-responses';
-import { MAX_PAGE, PAGE_QUERY, pageIndex, requireUuid } from '../../common/params';
+import { MAX_PAGE, PAGE_QUERY, pageIndex, requireUuid, shown } from '../../common/params';
 import { REQUEST_MODELS, SubmitPlanRequestDto, UpdatePlanRequestDto } from './dto/plan-request.dto';
 import {
   GetPlanResponseDto,
@@ -29,11 +30,25 @@ import {
   ListTasksResponseDto,
   mapErrorLog,
   mapPlan,
+  mapPlanState,
   mapTask,
   PlanDto,
+  PlanStateDto,
   RESPONSE_MODELS,
+  TaskDto,
 } from './dto/plan-response.dto';
+import { PLAN_FILTERS, PlanFilter } from './plans.repository';
 import { PlansService } from './plans.service';
+
+/** GET /v1/plan's optional `status` filter, any case; a bad value is a 400 naming it. */
+function planFilter(value: unknown): PlanFilter | undefined {
+  if (value === undefined || value === '') return undefined;
+  const upper = typeof value === 'string' ? value.toUpperCase() : value;
+  if (typeof upper !== 'string' || !(PLAN_FILTERS as readonly string[]).includes(upper)) {
+    throw new BadRequestException(`status: must be one of ${PLAN_FILTERS.join(', ')}, got ${shown(value)}`);
+  }
+  return upper as PlanFilter;
+}
 
 const PLAIN_TEXT = plainText('period_time: must not be negative, got "-PT5S"');
 
@@ -59,17 +74,28 @@ export class PlansController {
   }
 
   @Get()
-  @ApiOperation({ summary: "A user's plans, newest first, 20 a page" })
+  @ApiOperation({ summary: "A user's plans, newest first, 20 a page; `status` narrows the page and the total" })
   @ApiQuery({ name: 'user_id', type: String, format: 'uuid', required: true })
   @ApiQuery(PAGE_QUERY)
+  @ApiQuery({
+    name: 'status',
+    required: false,
+    enum: PLAN_FILTERS,
+    description: 'Only plans with this v1 status (any case); PAUSED: the paused ones, which the v1 status shows as CREATED or RUNNING',
+  })
   @ApiOkResponse({ type: ListPlansResponseDto, description: 'A page of plans' })
   @ApiBadRequestResponse(PLAIN_TEXT)
   @ApiForbiddenResponse(plainText('user_id: a key may act only for its own user, got "…"'))
-  async list(@CurrentCaller() caller: Caller, @Query('user_id') userId: unknown, @Query('page') page: unknown): Promise<ListPlansResponseDto> {
+  async list(
+    @CurrentCaller() caller: Caller,
+    @Query('user_id') userId: unknown,
+    @Query('page') page: unknown,
+    @Query('status') status: unknown,
+  ): Promise<ListPlansResponseDto> {
     const id = requireUuid('user_id', userId);
     requireActsFor(caller, id, 'user_id');
     const index = pageIndex(page);
-    const { plans, total } = await this.plans.list(id, index);
+    const { plans, total } = await this.plans.list(id, index, planFilter(status));
     return { plans: plans.map(mapPlan), total, offset: index };
   }
 
@@ -155,5 +181,66 @@ export class PlansController {
   @ApiServiceUnavailableResponse(plainText('Unable to acquire lock on --- ID | Try again later'))
   async cancel(@CurrentCaller() caller: Caller, @Param('plan_id') planId: string): Promise<PlanDto> {
     return mapPlan(await this.plans.cancel(requireUuid('plan_id', planId), ownerScope(caller)));
+  }
+
+  @Get(':plan_id/state')
+  @ApiOperation({ summary: "A plan's schedule state: PAUSED or its status, its overlap policy and when it next runs" })
+  @ApiParam({ name: 'plan_id', format: 'uuid' })
+  @ApiOkResponse({ type: PlanStateDto, description: 'The state' })
+  @ApiBadRequestResponse(PLAIN_TEXT)
+  @ApiNotFoundResponse(plainText('Plan not found --- ID'))
+  async state(@CurrentCaller() caller: Caller, @Param('plan_id') planId: string): Promise<PlanStateDto> {
+    return mapPlanState(await this.plans.state(requireUuid('plan_id', planId), ownerScope(caller)));
+  }
+
+  @Post(':plan_id/pause')
+  @HttpCode(200)
+  @ApiOperation({
+    summary:
+      'Pause a plan: it starts no new occurrence until resumed (one already running, or waiting for a retry, finishes). ' +
+      'Pausing a paused plan changes nothing',
+  })
+  @ApiParam({ name: 'plan_id', format: 'uuid' })
+  @ApiOkResponse({ type: PlanStateDto, description: 'The state after the pause (status PAUSED)' })
+  @ApiBadRequestResponse(PLAIN_TEXT)
+  @ApiNotFoundResponse(plainText('Plan not found --- ID'))
+  @ApiConflictResponse(plainText('Plan ID is CANCELLED --- it cannot be paused'))
+  @ApiServiceUnavailableResponse(plainText('Unable to acquire lock on --- ID | Try again later'))
+  async pause(@CurrentCaller() caller: Caller, @Param('plan_id') planId: string): Promise<PlanStateDto> {
+    return mapPlanState(await this.plans.pause(requireUuid('plan_id', planId), ownerScope(caller)));
+  }
+
+  @Post(':plan_id/resume')
+  @HttpCode(200)
+  @ApiOperation({
+    summary:
+      'Resume a paused plan from now: occurrences missed while paused are skipped, not caught up (a OneTime plan whose time ' +
+      'passed runs at once). Resuming a plan that is not paused changes nothing',
+  })
+  @ApiParam({ name: 'plan_id', format: 'uuid' })
+  @ApiOkResponse({ type: PlanStateDto, description: 'The state after the resume' })
+  @ApiBadRequestResponse(PLAIN_TEXT)
+  @ApiNotFoundResponse(plainText('Plan not found --- ID'))
+  @ApiConflictResponse(plainText('Plan ID is CANCELLED --- it cannot be resumed'))
+  @ApiServiceUnavailableResponse(plainText('Unable to acquire lock on --- ID | Try again later'))
+  async resume(@CurrentCaller() caller: Caller, @Param('plan_id') planId: string): Promise<PlanStateDto> {
+    return mapPlanState(await this.plans.resume(requireUuid('plan_id', planId), ownerScope(caller)));
+  }
+
+  @Post(':plan_id/run')
+  @HttpCode(200)
+  @ApiOperation({
+    summary:
+      'Run now: one extra task due now, under the overlap policy; the regular schedule does not move. ' +
+      'A OneTime plan that has not run yet has its task brought forward instead',
+  })
+  @ApiParam({ name: 'plan_id', format: 'uuid' })
+  @ApiOkResponse({ type: TaskDto, description: 'The task that runs now' })
+  @ApiBadRequestResponse(PLAIN_TEXT)
+  @ApiNotFoundResponse(plainText('Plan not found --- ID'))
+  @ApiConflictResponse(plainText('Plan ID is paused --- resume it before running it now'))
+  @ApiServiceUnavailableResponse(plainText('Unable to acquire lock on --- ID | Try again later'))
+  async run(@CurrentCaller() caller: Caller, @Param('plan_id') planId: string): Promise<TaskDto> {
+    return mapTask(await this.plans.runNow(requireUuid('plan_id', planId), ownerScope(caller)));
   }
 }

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource, EntityManager } from 'typeorm';
+import { DataSource, EntityManager, FindOptionsWhere, In, IsNull, Not } from 'typeorm';
 import { Batcher } from '../../common/batcher';
 import { sqlRows } from '../../connectors/repo/sql';
 import { withTransientRetry } from '../../connectors/repo/transient';
@@ -10,8 +10,13 @@ import { UserEntity } from '../../connectors/repo/entities/user.entity';
 
 export const PAGE_SIZE = 20;
 
-export type PlanChanges = Partial<Pick<PlanEntity, 'periodTime' | 'maxFailureRetry' | 'hook' | 'status' | 'updatedAt'>>;
+/** What GET /v1/plan's `status` filter accepts: the v1 statuses and PAUSED. */
+export const PLAN_FILTERS = [PlanStatus.Created, PlanStatus.Running, PlanStatus.Completed, PlanStatus.Cancelled, 'PAUSED'] as const;
+export type PlanFilter = (typeof PLAN_FILTERS)[number];
+
+export type PlanChanges = Partial<Pick<PlanEntity, 'periodTime' | 'maxFailureRetry' | 'hook' | 'status' | 'updatedAt' | 'pausedAt'>>;
 const CHANGE_COLUMNS: Record<keyof PlanChanges, string> = {
+  pausedAt: 'paused_at',
   periodTime: 'period_time',
   maxFailureRetry: 'max_failure_retry',
   hook: 'hook',
@@ -197,19 +202,103 @@ export class PlansRepository {
     return row.n;
   }
 
-  async pageOfUser(userId: string, page: number): Promise<{ plans: PlanEntity[]; total: number }> {
+  /**
+   * A page of the user's plans, newest first, and their count; `status` narrows both. PAUSED is the
+   * state GET /v1/plan/{id}/state shows (paused_at set on a live plan); any other value is the v1 status,
+   * which a paused plan keeps (CREATED or RUNNING). No index holds status (Schedules migration): the filter
+   * walks the user's plans by plans_user_created_idx.
+   */
+  async pageOfUser(userId: string, page: number, status?: PlanFilter): Promise<{ plans: PlanEntity[]; total: number }> {
     const repo = this.ds.getRepository(PlanEntity);
+    const where: FindOptionsWhere<PlanEntity> =
+      status === undefined
+        ? { userId }
+        : status === 'PAUSED'
+          ? { userId, pausedAt: Not(IsNull()), status: In([PlanStatus.Created, PlanStatus.Running]) }
+          : { userId, status };
     const [plans, total] = await Promise.all([
-      withTransientRetry(() =>
-        repo.find({ where: { userId }, order: { createdAt: 'DESC', id: 'DESC' }, skip: page * PAGE_SIZE, take: PAGE_SIZE }),
-      ),
-      withTransientRetry(() => repo.count({ where: { userId } })),
+      withTransientRetry(() => repo.find({ where, order: { createdAt: 'DESC', id: 'DESC' }, skip: page * PAGE_SIZE, take: PAGE_SIZE })),
+      withTransientRetry(() => repo.count({ where })),
     ]);
     return { plans, total };
   }
 
   /**
-   * Cancels every live descendant of `rootId`, and the CREATED tasks of the root (when it is cancelled)
+   * Pause: the plan's pending occurrences (CREATED, and one waiting under BUFFER_ONE) become PAUSED, out of
+   * every claim's way. Found through tasks_plan_idx, as cancel finds them. A claim that held one of them
+   * meanwhile has made it PROCESSING and may insert the next one, which this statement does not see: the
+   * executor hands the first back (ExecutorService, a first attempt of a paused plan) and the claim holds
+   * the second when it comes due (TaskClaimsRepository), so neither runs.
+   */
+  async pausePendingTasks(m: EntityManager, planId: string): Promise<void> {
+    await m.query(`UPDATE tasks SET status = $2, lease_until = NULL WHERE plan_id = $1 AND status IN ($3, $4)`, [
+      planId, TaskStatus.Paused, TaskStatus.Created, TaskStatus.Buffered,
+    ]);
+  }
+
+  /**
+   * When the plan's next occurrence is due: the earliest pending (CREATED or BUFFERED) task among its newest
+   * ten. Pending tasks are always among the newest (the next regular one, run-now extras, one buffered), and
+   * a bounded walk of tasks_plan_idx keeps this cheap for a plan with a long history.
+   */
+  async nextDue(planId: string): Promise<Date | null> {
+    const [row] = await withTransientRetry(() =>
+      sqlRows<{ due: Date | null }>(
+        this.ds,
+        `SELECT min(next_execution_at) AS due FROM (
+           SELECT status, next_execution_at FROM tasks WHERE plan_id = $1 ORDER BY created_at DESC, id DESC LIMIT 10
+         ) newest WHERE status IN ($2, $3)`,
+        [planId, TaskStatus.Created, TaskStatus.Buffered],
+      ),
+    );
+    return row?.due ?? null;
+  }
+
+  /** The plan's PAUSED tasks, locked, through tasks_paused_idx. */
+  pausedTasks(m: EntityManager, planId: string): Promise<{ id: string; partition_key: number; next_created: boolean; next_execution_at: Date | null }[]> {
+    return sqlRows(m, `SELECT id, partition_key, next_created, next_execution_at FROM tasks WHERE plan_id = $1 AND status = $2 FOR UPDATE`, [
+      planId, TaskStatus.Paused,
+    ]);
+  }
+
+  /** Makes a PAUSED task due again at `due`. */
+  async resumeTask(m: EntityManager, id: string, partitionKey: number, due: Date): Promise<void> {
+    await m.query(`UPDATE tasks SET status = $3, next_execution_at = $4 WHERE id = $1 AND partition_key = $2 AND status = $5`, [
+      id, partitionKey, TaskStatus.Created, due, TaskStatus.Paused,
+    ]);
+  }
+
+  /** Cancels PAUSED tasks that resume drops (occurrences missed while paused are not caught up). */
+  async dropPausedTasks(m: EntityManager, ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await m.query(`UPDATE tasks SET status = $2 WHERE id = ANY($1::uuid[]) AND status = $3`, [ids, TaskStatus.Cancelled, TaskStatus.Paused]);
+  }
+
+  /** A OneTime plan's task that has not run yet, locked; null once it has been dispatched. */
+  async pendingTask(m: EntityManager, planId: string): Promise<TaskEntity | null> {
+    const rows = await sqlRows<TaskRow>(m, `SELECT ${TASK_COLUMNS} FROM tasks WHERE plan_id = $1 AND status = $2 ORDER BY created_at LIMIT 1 FOR UPDATE`, [
+      planId, TaskStatus.Created,
+    ]);
+    return rows.length > 0 ? toTask(rows[0]) : null;
+  }
+
+  /** Moves a pending task's due time (run now of a OneTime plan). */
+  async rescheduleTask(m: EntityManager, task: TaskEntity, due: Date): Promise<TaskEntity> {
+    await m.query(`UPDATE tasks SET next_execution_at = $3 WHERE id = $1 AND partition_key = $2`, [task.id, task.partitionKey, due]);
+    return { ...task, nextExecutionAt: due };
+  }
+
+  /** An extra task (run now): `next_created` is set, so claiming it creates no successor and the grid stays. */
+  async insertExtraTask(m: EntityManager, task: TaskEntity): Promise<void> {
+    await m.query(
+      `INSERT INTO tasks (id, partition_key, plan_id, status, attempt, next_created, created_at, next_execution_at)
+       VALUES ($1, $2, $3, $4, 0, true, $5, $6)`,
+      [task.id, task.partitionKey, task.planId, TaskStatus.Created, task.createdAt, task.nextExecutionAt],
+    );
+  }
+
+  /**
+   * Cancels every live descendant of `rootId`, and the pending (CREATED, PAUSED, BUFFERED) tasks of the root (when it is cancelled)
    * and of every cancelled descendant, so no scheduler claims them again.
    */
   async cancelDescendantsAndPendingTasks(m: EntityManager, rootId: string, now: Date): Promise<void> {
@@ -228,9 +317,9 @@ export class PlansRepository {
       await m.query(
         `${DESCENDANTS}
          UPDATE tasks SET status = $2
-         WHERE status = $3
+         WHERE status IN ($3, $5, $6)
            AND plan_id IN (SELECT p.id FROM (SELECT $1::uuid AS id UNION ALL SELECT id FROM tree) c JOIN plans p ON p.id = c.id WHERE p.status = $4)`,
-        [rootId, TaskStatus.Cancelled, TaskStatus.Created, PlanStatus.Cancelled],
+        [rootId, TaskStatus.Cancelled, TaskStatus.Created, PlanStatus.Cancelled, TaskStatus.Paused, TaskStatus.Buffered],
       );
     }
   }

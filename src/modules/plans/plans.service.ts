@@ -1,16 +1,39 @@
 import { randomInt, randomUUID } from 'node:crypto';
-import { ForbiddenException, HttpException, HttpStatus, Injectable, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
+import {
+  BadRequestException,
+  ConflictException,
+  ForbiddenException,
+  HttpException,
+  HttpStatus,
+  Injectable,
+  NotFoundException,
+  ServiceUnavailableException,
+} from '@nestjs/common';
+import { EntityManager } from 'typeorm';
 import { RepoConfig, ServerConfig } from '../../config/karya-config';
 import { ErrorLogEntity } from '../../connectors/repo/entities/error-log.entity';
 import { JsonObject, PlanEntity, PlanStatus } from '../../connectors/repo/entities/plan.entity';
 import { TaskEntity, TaskStatus } from '../../connectors/repo/entities/task.entity';
 import { DistributedLock } from '../../connectors/lock/lock.port';
 import { EgressPolicy } from '../../egress/egress-policy';
-import { SubmitPlanRequestDto, UpdatePlanRequestDto } from './dto/plan-request.dto';
-import { isRecurring } from './dto/plan-response.dto';
+import { cronSchedule } from './cron-schedule';
+import { OverlapPolicy, PLAN_TYPE } from './dto/discriminators';
+import { CronDto, SubmitPlanRequestDto, UpdatePlanRequestDto } from './dto/plan-request.dto';
+import { isCron, isRecurring } from './dto/plan-response.dto';
 import { checkChainOwners, checkHookChainOwners, checkHooks, checkPlanRequest, checkRecurringPeriod, PlanRules } from './plan-request.rules';
 import { parsePeriod } from './period';
-import { PlanChanges, PlansRepository } from './plans.repository';
+import { PlanChanges, PlanFilter, PlansRepository } from './plans.repository';
+
+/** A plan's schedule state (GET /v1/plan/{id}/state, pause, resume): what the v1 Plan cannot show. */
+export interface PlanState {
+  planId: string;
+  status: PlanStatus | 'PAUSED';
+  pausedAt: Date | null;
+  /** null for a OneTime plan, which has no overlap. */
+  overlap: OverlapPolicy | null;
+  /** When the next occurrence is due; null while paused, once the plan has ended, or while it runs its last. */
+  nextExecutionAt: Date | null;
+}
 
 /** The DTO instances as plain JSON (defaults filled in), which is what we store and echo back. */
 function toJson<T>(value: T): T {
@@ -55,12 +78,14 @@ export class PlansService {
       throw new HttpException(`Live plan limit reached --- user ${req.user_id.toLowerCase()} has ${live} live plans (limit ${cap})`, HttpStatus.TOO_MANY_REQUESTS);
     }
     const now = new Date();
+    const cron = req.plan_type.type === PLAN_TYPE.Cron ? (req.plan_type as CronDto) : null;
     const plan: PlanEntity = {
       id: randomUUID(),
       // Canonical lower-case, as the database returns UUIDs: the echo must equal what GET returns.
       userId: req.user_id.toLowerCase(),
       description: req.description,
-      periodTime: req.period_time,
+      // A Cron plan's period_time is its expression (the v1 Plan has no other place for it).
+      periodTime: cron ? cron.expression : req.period_time,
       type: toJson(req.plan_type) as unknown as JsonObject,
       status: PlanStatus.Created,
       maxFailureRetry: req.max_failure_retry ?? 3,
@@ -69,6 +94,7 @@ export class PlansService {
       parentPlanId,
       createdAt: now,
       updatedAt: now,
+      pausedAt: null,
     };
     const task: TaskEntity = {
       id: randomUUID(),
@@ -81,8 +107,9 @@ export class PlansService {
       nextCreated: false,
       createdAt: now,
       executedAt: null,
-      // A OneTime plan is a delayed job: both plan types first run one period after submission.
-      nextExecutionAt: new Date(now.getTime() + parsePeriod(req.period_time)),
+      // A OneTime plan is a delayed job: both plan types first run one period after submission; a Cron plan at
+      // its first fire (plan-request.rules checked that there is one).
+      nextExecutionAt: new Date(cron ? (cronSchedule(cron.expression, cron.time_zone).next(now.getTime()) ?? now.getTime()) : now.getTime() + parsePeriod(req.period_time)),
       leaseUntil: null,
       retryLimit: null,
     };
@@ -122,8 +149,8 @@ export class PlansService {
     return this.plans.pageOfErrorLogs(id, page);
   }
 
-  list(userId: string, page: number): Promise<{ plans: PlanEntity[]; total: number }> {
-    return this.plans.pageOfUser(userId, page);
+  list(userId: string, page: number, status?: PlanFilter): Promise<{ plans: PlanEntity[]; total: number }> {
+    return this.plans.pageOfUser(userId, page, status);
   }
 
   /** Non-null fields replace stored values; a new period applies from the next task created. */
@@ -137,6 +164,11 @@ export class PlansService {
         if (!plan || (owner !== undefined && plan.userId !== owner)) throw planNotFound(req.plan_id);
         const changes: PlanChanges = { updatedAt: new Date() };
         if (req.period_time != null) {
+          if (isCron(plan.type)) {
+            throw new BadRequestException(
+              `period_time: plan ${plan.id} is a Cron plan, scheduled by its plan_type.expression, which PATCH does not change; got ${JSON.stringify(req.period_time)}`,
+            );
+          }
           if (isRecurring(plan.type)) checkRecurringPeriod(req.period_time, this.rules);
           changes.periodTime = req.period_time;
         }
@@ -175,6 +207,110 @@ export class PlansService {
     );
   }
 
+  /** The plan's schedule state. */
+  async state(id: string, owner?: string): Promise<PlanState> {
+    const plan = await this.findVisible(id, owner);
+    return this.stateOf(plan, await this.plans.nextDue(id));
+  }
+
+  /**
+   * Pauses a live plan: it starts no new occurrence until resumed. An occurrence already started (running,
+   * or waiting for a retry) finishes its attempts, as a paused Temporal schedule lets its running workflows
+   * finish. Pausing a paused plan changes nothing; a COMPLETED or CANCELLED plan is a 409.
+   */
+  async pause(id: string, owner?: string): Promise<PlanState> {
+    return this.lockedLive(id, owner, 'paused', async (m, plan) => {
+      if (plan.pausedAt !== null) return plan;
+      const now = new Date();
+      await this.plans.updatePlanFields(m, id, { pausedAt: now, updatedAt: now });
+      await this.plans.pausePendingTasks(m, id);
+      return { ...plan, pausedAt: now, updatedAt: now };
+    });
+  }
+
+  /**
+   * Resumes a paused plan from now: its next occurrence is the first one due at or after now (a OneTime plan
+   * whose time passed runs at once). Occurrences missed while paused are skipped, not caught up. Resuming a
+   * plan that is not paused changes nothing; a COMPLETED or CANCELLED plan is a 409.
+   */
+  async resume(id: string, owner?: string): Promise<PlanState> {
+    return this.lockedLive(id, owner, 'resumed', async (m, plan) => {
+      if (plan.pausedAt === null) return plan;
+      const now = new Date();
+      await this.plans.updatePlanFields(m, id, { pausedAt: null, updatedAt: now });
+      const paused = await this.plans.pausedTasks(m, id);
+      // A task whose successor exists already (a dispatch handed back, a run-now task, a buffered occurrence)
+      // is an occurrence missed while paused: dropped. The one that carries the schedule on resumes.
+      await this.plans.dropPausedTasks(m, paused.filter((t) => t.next_created).map((t) => t.id));
+      for (const t of paused.filter((t) => !t.next_created)) {
+        await this.plans.resumeTask(m, t.id, t.partition_key, new Date(resumeDue(plan, t.next_execution_at?.getTime() ?? now.getTime(), now.getTime())));
+      }
+      return { ...plan, pausedAt: null, updatedAt: now };
+    });
+  }
+
+  /**
+   * Run now: one extra task due now, under the plan's overlap policy; the regular schedule does not move.
+   * A OneTime plan that has not run yet has its one task brought forward instead (a second task would run it
+   * twice). A paused plan is a 409: it starts nothing until resumed.
+   */
+  async runNow(id: string, owner?: string): Promise<TaskEntity> {
+    if (owner !== undefined) await this.findVisible(id, owner);
+    return this.withPlanLock(id, () =>
+      this.plans.transaction(async (m) => {
+        const plan = await this.plans.findPlanForUpdate(m, id);
+        if (!plan || (owner !== undefined && plan.userId !== owner)) throw planNotFound(id);
+        if (FINAL.includes(plan.status)) throw new ConflictException(`Plan ${id} is ${plan.status} --- it cannot be run`);
+        if (plan.pausedAt !== null) throw new ConflictException(`Plan ${id} is paused --- resume it before running it now`);
+        const now = new Date();
+        if (plan.type.type === PLAN_TYPE.OneTime) {
+          const pending = await this.plans.pendingTask(m, id);
+          if (!pending) throw new ConflictException(`Plan ${id} has already run --- a OneTime plan runs once`);
+          return this.plans.rescheduleTask(m, pending, now);
+        }
+        const task: TaskEntity = {
+          id: randomUUID(), partitionKey: randomInt(1, this.repoConfig.partitions + 1), planId: id, status: TaskStatus.Created,
+          attempt: 0, dispatchSeq: 0, retryAt: null, nextCreated: true, createdAt: now, executedAt: null, nextExecutionAt: now,
+          leaseUntil: null, retryLimit: null,
+        };
+        await this.plans.insertExtraTask(m, task);
+        return task;
+      }),
+    );
+  }
+
+  /** Pause and resume: the plan locked (as cancel locks it), live, changed by `fn`; its state after. */
+  private async lockedLive(
+    id: string,
+    owner: string | undefined,
+    verb: string,
+    fn: (m: EntityManager, plan: PlanEntity) => Promise<PlanEntity>,
+  ): Promise<PlanState> {
+    if (owner !== undefined) await this.findVisible(id, owner);
+    const plan = await this.withPlanLock(id, () =>
+      this.plans.transaction(async (m) => {
+        const found = await this.plans.findPlanForUpdate(m, id);
+        if (!found || (owner !== undefined && found.userId !== owner)) throw planNotFound(id);
+        if (FINAL.includes(found.status)) throw new ConflictException(`Plan ${id} is ${found.status} --- it cannot be ${verb}`);
+        return fn(m, found);
+      }),
+    );
+    return this.stateOf(plan, await this.plans.nextDue(id));
+  }
+
+  private stateOf(plan: PlanEntity, pending: Date | null): PlanState {
+    const live = !FINAL.includes(plan.status);
+    const paused = live && plan.pausedAt !== null;
+    const overlap = plan.type.type === PLAN_TYPE.OneTime ? null : ((plan.type.overlap as OverlapPolicy | undefined) ?? 'ALLOW');
+    return {
+      planId: plan.id,
+      status: paused ? 'PAUSED' : plan.status,
+      pausedAt: live ? plan.pausedAt : null,
+      overlap,
+      nextExecutionAt: live && !paused ? pending : null,
+    };
+  }
+
   private async findVisible(id: string, owner: string | undefined): Promise<PlanEntity> {
     const plan = await this.plans.findPlan(id);
     if (!plan || (owner !== undefined && plan.userId !== owner)) throw planNotFound(id);
@@ -207,4 +343,22 @@ export class PlansService {
       await this.lock.release(lease).catch(() => undefined);
     }
   }
+}
+
+/**
+ * When a paused occurrence due at `slot` runs after a resume at `now`: at its slot if that is still ahead;
+ * otherwise a OneTime plan runs at once, and a recurring plan at its first slot at or after now (periodic on
+ * its grid, cron at its next fire), skipping what was missed.
+ */
+export function resumeDue(plan: Pick<PlanEntity, 'type' | 'periodTime'>, slot: number, now: number): number {
+  if (slot >= now) return slot;
+  if (plan.type.type === PLAN_TYPE.Recurring) {
+    const period = Math.max(parsePeriod(plan.periodTime), 1);
+    return slot + Math.ceil((now - slot) / period) * period;
+  }
+  if (plan.type.type === PLAN_TYPE.Cron) {
+    const { expression, time_zone } = plan.type;
+    if (typeof expression === 'string' && typeof time_zone === 'string') return cronSchedule(expression, time_zone).next(now - 1) ?? now;
+  }
+  return now;
 }

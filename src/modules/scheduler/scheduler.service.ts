@@ -88,6 +88,8 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
     while (this.running) {
       let full = false;
       try {
+        // BUFFER_ONE occurrences whose previous run ended become due first, so this very claim takes them.
+        await this.claims.releaseBuffered(partitions);
         for (const kind of ['due', 'retry'] as const) {
           const room = this.batchSize * HELD_PER_BATCH - this.held.size;
           if (room <= 0 || !this.running) break;

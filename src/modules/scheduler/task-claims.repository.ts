@@ -7,7 +7,8 @@ import { ErrorLogKind } from '../../connectors/repo/entities/error-log.entity';
 import { withTransientRetry } from '../../connectors/repo/transient';
 import { JsonObject, PlanStatus } from '../../connectors/repo/entities/plan.entity';
 import { TaskStatus } from '../../connectors/repo/entities/task.entity';
-import { PLAN_TYPE } from '../plans/dto/discriminators';
+import { cronSchedule, nextCronDue } from '../plans/cron-schedule';
+import { OverlapPolicy, PLAN_TYPE } from '../plans/dto/discriminators';
 import { parsePeriod } from '../plans/period';
 import { RUN_LEASE_MARGIN_MS } from '../../pipeline/executor-message';
 
@@ -72,6 +73,19 @@ interface PlanRow {
   action: JsonObject;
   period_time: string;
   max_failure_retry: number;
+  paused_at: Date | null;
+}
+
+/** A task "still running" for the overlap policies: PROCESSING, or failed and waiting for a retry. */
+const IN_FLIGHT = (t: string) =>
+  `(${t}.status = '${TaskStatus.Processing}' OR (${t}.status = '${TaskStatus.Failure}' AND ${t}.retry_at IS NOT NULL))`;
+
+/** What the due claim does with a claimed row: dispatch it, or one of the ways it does not (see gate()). */
+interface Gated {
+  /** Dispatched now. */
+  dispatch: ClaimedRow[];
+  /** Whose next occurrence is created now: the dispatched, the skipped and the buffered. */
+  advance: ClaimedRow[];
 }
 
 /**
@@ -229,8 +243,10 @@ export class TaskClaimsRepository {
           dead.map((r) => r.id), TaskStatus.Cancelled, TaskStatus.Processing,
         ]);
       }
-      const live = rows.filter((r) => isLive(plans.get(r.plan_id)));
-      await this.createSuccessors(m, live, plans, now, o.totalPartitions);
+      const alive = rows.filter((r) => isLive(plans.get(r.plan_id)));
+      // Pause and overlap apply to fresh occurrences: a retry or a lease re-dispatch continues one already started.
+      const { dispatch: live, advance } = kind === 'due' ? await this.gate(m, alive, plans, now) : { dispatch: alive, advance: alive };
+      await this.createSuccessors(m, advance, plans, now, o.totalPartitions);
       let starting = [...new Set(live.map((r) => r.plan_id))].filter((id) => plans.get(id)?.status === PlanStatus.Created);
       if (starting.length > 0) {
         const started = await sqlRows<{ id: string }>(
@@ -373,9 +389,127 @@ export class TaskClaimsRepository {
     }
   }
 
+  /**
+   * Pause and overlap, for freshly claimed occurrences (due claims), inside the claim's transaction:
+   *
+   * - A paused plan's occurrence is not dispatched: it becomes PAUSED (as the pause made its siblings) and
+   *   gets no successor; resume decides when it runs. It got here because the claim that created it ran
+   *   alongside the pause (PlansRepository.pausePendingTasks).
+   * - SKIP and BUFFER_ONE plans are serialised on their plan row (FOR NO KEY UPDATE, the lock cancel takes,
+   *   SKIP LOCKED so the claim never waits for a plan: see claim()); a plan whose row is busy has its rows
+   *   handed back for the next poll. The plan's last dispatched task (plans.active_task_*) says in one lookup
+   *   whether one still runs. If none does, the row is dispatched and becomes the active task. If one does:
+   *   a row claimed ahead of its due time is handed back, so the decision is taken when it is due, not up to
+   *   two polls early; a due row is skipped (CANCELLED, with an error log saying so, visible in the summary),
+   *   or under BUFFER_ONE, when no other occurrence waits yet, BUFFERED: releaseBuffered() makes it due
+   *   again as soon as the running one ends. Skipped and buffered rows still advance the schedule.
+   *
+   * Handing back undoes the claim (status, attempt, lease); dispatch_seq stays bumped, which is harmless:
+   * the next claim bumps it again before any message carries it.
+   */
+  private async gate(m: EntityManager, rows: ClaimedRow[], plans: Map<string, PlanRow>, now: number): Promise<Gated> {
+    const paused = rows.filter((r) => plans.get(r.plan_id)?.paused_at != null);
+    const managed = rows.filter((r) => plans.get(r.plan_id)?.paused_at == null && overlapOf(plans.get(r.plan_id)) !== 'ALLOW');
+    if (paused.length === 0 && managed.length === 0) return { dispatch: rows, advance: rows };
+    const dispatch = rows.filter((r) => !paused.includes(r) && !managed.includes(r));
+    const advance = [...dispatch];
+    const handBack = async (of: ClaimedRow[], status: TaskStatus) => {
+      if (of.length === 0) return;
+      await m.query(
+        `UPDATE tasks t SET status = $3, attempt = t.attempt - 1, lease_until = NULL
+         FROM unnest($1::uuid[], $2::int[]) AS r(id, key) WHERE t.id = r.id AND t.partition_key = r.key`,
+        [of.map((r) => r.id), of.map((r) => r.partition_key), status],
+      );
+    };
+    await handBack(paused, TaskStatus.Paused);
+    if (managed.length === 0) return { dispatch, advance };
+
+    const planIds = [...new Set(managed.map((r) => r.plan_id))].sort();
+    const locked = await sqlRows<{ id: string; running: boolean; buffered: boolean }>(
+      m,
+      `WITH p AS (
+         SELECT id, active_task_id, active_task_key FROM plans WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED
+       )
+       SELECT p.id,
+         EXISTS (SELECT 1 FROM tasks a WHERE a.id = p.active_task_id AND a.partition_key = p.active_task_key AND ${IN_FLIGHT('a')}) AS running,
+         EXISTS (SELECT 1 FROM tasks b WHERE b.plan_id = p.id AND b.status = '${TaskStatus.Buffered}') AS buffered
+       FROM p`,
+      [planIds],
+    );
+    const state = new Map(locked.map((p) => [p.id, { running: p.running, buffered: p.buffered }]));
+    const back: ClaimedRow[] = [];
+    const buffer: ClaimedRow[] = [];
+    const skip: { row: ClaimedRow; reason: string }[] = [];
+    const active = new Map<string, ClaimedRow>();
+    for (const r of [...managed].sort((a, b) => a.due_at.getTime() - b.due_at.getTime())) {
+      const s = state.get(r.plan_id);
+      const policy = overlapOf(plans.get(r.plan_id));
+      if (!s) back.push(r); // its plan row is busy: next poll
+      else if (!s.running) {
+        s.running = true;
+        active.set(r.plan_id, r);
+        dispatch.push(r);
+        advance.push(r);
+      } else if (r.due_at.getTime() > now) back.push(r);
+      else if (policy === 'BUFFER_ONE' && !s.buffered) {
+        s.buffered = true;
+        buffer.push(r);
+        advance.push(r);
+      } else {
+        skip.push({ row: r, reason: `Occurrence due at ${r.due_at.toISOString()} skipped --- overlap ${policy}: the previous task was still running` });
+        advance.push(r);
+      }
+    }
+    await handBack(back, TaskStatus.Created);
+    await handBack(buffer, TaskStatus.Buffered);
+    if (skip.length > 0) {
+      await m.query(
+        `UPDATE tasks t SET status = $3, lease_until = NULL, executed_at = $4
+         FROM unnest($1::uuid[], $2::int[]) AS r(id, key) WHERE t.id = r.id AND t.partition_key = r.key`,
+        [skip.map((s) => s.row.id), skip.map((s) => s.row.partition_key), TaskStatus.Cancelled, new Date(now)],
+      );
+      await m.query(
+        `INSERT INTO error_logs (plan_id, task_id, type, error, timestamp)
+         SELECT r.plan_id, r.task_id, $4, r.error, $5 FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS r(plan_id, task_id, error)`,
+        [skip.map((s) => s.row.plan_id), skip.map((s) => s.row.id), skip.map((s) => s.reason), ErrorLogKind.Executor, new Date(now)],
+      );
+    }
+    if (active.size > 0) {
+      const chosen = [...active.values()];
+      await m.query(
+        `UPDATE plans p SET active_task_id = r.task_id, active_task_key = r.key
+         FROM unnest($1::uuid[], $2::uuid[], $3::int[]) AS r(plan_id, task_id, key) WHERE p.id = r.plan_id`,
+        [chosen.map((r) => r.plan_id), chosen.map((r) => r.id), chosen.map((r) => r.partition_key)],
+      );
+    }
+    return { dispatch, advance };
+  }
+
+  /**
+   * BUFFER_ONE: an occurrence that waited (BUFFERED) becomes CREATED again once its plan's active task has
+   * ended, at its own slot, which is past, so the next due claim of its partition takes it at once (and the
+   * gate dispatches it). Run by every claim loop before its due claim, over its partitions; finds rows
+   * through tasks_buffered_idx, which holds only the waiting ones, so it costs an index probe when none wait.
+   * A paused plan's waiting occurrence stays put (pause has made it PAUSED anyway).
+   */
+  async releaseBuffered(partitions: number[]): Promise<number> {
+    const rows = await withTransientRetry(() =>
+      sqlRows<{ id: string }>(
+        this.ds,
+        `UPDATE tasks t SET status = '${TaskStatus.Created}'
+         FROM plans p
+         WHERE t.partition_key = ANY($1::int[]) AND t.status = '${TaskStatus.Buffered}' AND p.id = t.plan_id AND p.paused_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM tasks a WHERE a.id = p.active_task_id AND a.partition_key = p.active_task_key AND ${IN_FLIGHT('a')})
+         RETURNING t.id`,
+        [partitions],
+      ),
+    );
+    return rows.length;
+  }
+
   private async plansOf(m: EntityManager, ids: string[]): Promise<Map<string, PlanRow>> {
     const rows: PlanRow[] = await m.query(
-      `SELECT id, type, status, action, period_time, max_failure_retry FROM plans WHERE id = ANY($1::uuid[])`,
+      `SELECT id, type, status, action, period_time, max_failure_retry, paused_at FROM plans WHERE id = ANY($1::uuid[])`,
       [ids],
     );
     return new Map(rows.map((p) => [p.id, p]));
@@ -392,8 +526,9 @@ export class TaskClaimsRepository {
     const next: { id: string; key: number; planId: string; due: Date }[] = [];
     for (const r of rows) {
       const plan = plans.get(r.plan_id)!;
-      if (r.next_created || plan.type.type !== PLAN_TYPE.Recurring) continue;
-      const due = nextDue(r.due_at.getTime(), parsePeriod(plan.period_time), plan.type.end_at, now);
+      if (r.next_created || plan.type.type === PLAN_TYPE.OneTime) continue;
+      const due = nextOccurrence(plan, r.due_at.getTime(), now);
+      if (due === undefined) continue; // not a type this version knows: leave it be
       from.push(r.id);
       if (due !== null) next.push({ id: randomUUID(), key: randomInt(1, totalPartitions + 1), planId: r.plan_id, due: new Date(due) });
     }
@@ -417,6 +552,26 @@ export class TaskClaimsRepository {
 function isLastRun(planType: JsonObject, slot: number): boolean {
   if (planType.type === PLAN_TYPE.OneTime) return true;
   return typeof planType.end_at === 'number' && slot >= planType.end_at;
+}
+
+/**
+ * The due time of the occurrence after one due at `due`: null when the plan has no more (ended), undefined
+ * for a plan type this version does not know (a row written by a newer one), which is left alone.
+ */
+function nextOccurrence(plan: PlanRow, due: number, now: number): number | null | undefined {
+  if (plan.type.type === PLAN_TYPE.Recurring) return nextDue(due, parsePeriod(plan.period_time), plan.type.end_at, now);
+  if (plan.type.type === PLAN_TYPE.Cron) {
+    const { expression, time_zone } = plan.type;
+    if (typeof expression !== 'string' || typeof time_zone !== 'string') return undefined;
+    return nextCronDue(cronSchedule(expression, time_zone), due, plan.type.end_at, now);
+  }
+  return undefined;
+}
+
+/** A recurring or cron plan's overlap policy; ALLOW when missing (plans from before it existed) or OneTime. */
+function overlapOf(plan: PlanRow | undefined): OverlapPolicy {
+  const overlap = plan?.type.overlap;
+  return overlap === 'SKIP' || overlap === 'BUFFER_ONE' ? overlap : 'ALLOW';
 }
 
 function isLive(plan: PlanRow | undefined): plan is PlanRow {

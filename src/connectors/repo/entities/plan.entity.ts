@@ -28,8 +28,8 @@ export class PlanEntity {
   @Column({ type: 'varchar', length: 255 })
   description!: string;
 
-  /** The ISO-8601 duration exactly as submitted (echoed back by the API). */
-  @Column({ name: 'period_time', type: 'varchar', length: 64 })
+  /** The ISO-8601 duration exactly as submitted (echoed back by the API); a Cron plan's expression. */
+  @Column({ name: 'period_time', type: 'varchar', length: 255 })
   periodTime!: string;
 
   @Column({ type: 'jsonb' })
@@ -55,4 +55,11 @@ export class PlanEntity {
 
   @Column({ name: 'updated_at', type: 'timestamptz', precision: 3 })
   updatedAt!: Date;
+
+  /**
+   * Set while the plan is paused (POST /v1/plan/{id}/pause): it starts no new occurrence. Its v1 `status`
+   * stays CREATED or RUNNING (the published clients' enums are fixed); GET /v1/plan/{id}/state says PAUSED.
+   */
+  @Column({ name: 'paused_at', type: 'timestamptz', precision: 3, nullable: true })
+  pausedAt!: Date | null;
 }

@@ -6,6 +6,26 @@ export enum TaskStatus {
   Success = 'SUCCESS',
   Failure = 'FAILURE',
   Cancelled = 'CANCELLED',
+  /**
+   * Karya's own states, stored but never shown as such: the v1 TaskStatus enum of the published clients is
+   * fixed, so the API shows both as CREATED (mapTask). PAUSED: a pending occurrence of a paused plan.
+   * BUFFERED: an occurrence of an overlap BUFFER_ONE plan that came due while the previous task still ran; it
+   * is made due at once when that one ends (TaskClaimsRepository.releaseBuffered). Neither is in
+   * tasks_due_idx (status = 'CREATED'), so no claim ever scans them.
+   */
+  Paused = 'PAUSED',
+  Buffered = 'BUFFERED',
+}
+
+/** The statuses of the v1 wire contract (api-v1.md), which the published clients' enums hold. */
+export const WIRE_TASK_STATUSES = [
+  TaskStatus.Created, TaskStatus.Processing, TaskStatus.Success, TaskStatus.Failure, TaskStatus.Cancelled,
+] as const;
+export type WireTaskStatus = (typeof WIRE_TASK_STATUSES)[number];
+
+/** A task's status as the v1 API shows it: a PAUSED or BUFFERED occurrence has not run yet, so CREATED. */
+export function wireTaskStatus(status: TaskStatus): WireTaskStatus {
+  return status === TaskStatus.Paused || status === TaskStatus.Buffered ? TaskStatus.Created : status;
 }
 
 /**

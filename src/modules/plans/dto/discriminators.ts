@@ -18,7 +18,16 @@ export const BODY_TYPE = {
 export const PLAN_TYPE = {
   OneTime: 'karya.core.entities.PlanType.OneTime',
   Recurring: 'karya.core.entities.PlanType.Recurring',
+  /** Karya's addition (not in the original): a cron expression in an IANA time zone. */
+  Cron: 'karya.core.entities.PlanType.Cron',
 } as const;
+
+/**
+ * What a recurring or cron plan does when an occurrence comes due while its previous task is still running
+ * (PROCESSING, or waiting for a retry): run anyway, skip the new one, or let one wait and run when it ends.
+ */
+export const OVERLAP_POLICIES = ['ALLOW', 'SKIP', 'BUFFER_ONE'] as const;
+export type OverlapPolicy = (typeof OVERLAP_POLICIES)[number];
 
 export const ERROR_LOG_TYPE = {
   Hook: 'karya.core.entities.ErrorLogType.HookErrorLog',

@@ -16,9 +16,10 @@ import {
   Max,
   MaxLength,
   Min,
+  ValidateIf,
   ValidateNested,
 } from 'class-validator';
-import { ACTION_TYPE, BODY_TYPE, METHODS, Method, PLAN_TYPE, PROTOCOLS, Protocol, TRIGGERS, Trigger } from './discriminators';
+import { ACTION_TYPE, BODY_TYPE, METHODS, Method, OVERLAP_POLICIES, OverlapPolicy, PLAN_TYPE, PROTOCOLS, Protocol, TRIGGERS, Trigger } from './discriminators';
 import { IsDiscriminated, IsPeriod, IsStringMap, UpperCase } from './validators';
 
 /** Year 9999: later timestamps are not representable in Postgres' timestamptz range we use. */
@@ -211,28 +212,82 @@ export class OneTimeDto {
   type: typeof PLAN_TYPE.OneTime = PLAN_TYPE.OneTime;
 }
 
+/** `end_at` of the recurring plan types. */
+const EndAtProperty = (description: string) =>
+  applyDecorators(
+    ApiPropertyOptional({ type: 'integer', format: 'int64', nullable: true, default: null, description }),
+    IsInt({ message: 'must be an integer epoch ms or null' }),
+    Min(0, { message: 'must be a non-negative epoch ms' }),
+    Max(MAX_EPOCH_MS, { message: `must be at most ${MAX_EPOCH_MS} (epoch ms)` }),
+    IsOptional(),
+  );
+
+/** `overlap` of the recurring plan types; missing means ALLOW, and is stored as missing (old plans have none). */
+const OverlapProperty = () =>
+  applyDecorators(
+    ApiPropertyOptional({
+      enum: OVERLAP_POLICIES,
+      default: 'ALLOW',
+      description:
+        'When an occurrence comes due while the previous task still runs (PROCESSING or waiting for a retry): ' +
+        'ALLOW runs it anyway; SKIP records it as skipped (a CANCELLED task with an error log); BUFFER_ONE lets ' +
+        'one occurrence wait and runs it as soon as the previous one ends (further ones are skipped)',
+    }),
+    IsIn(OVERLAP_POLICIES, { message: `must be one of ${OVERLAP_POLICIES.join(', ')}` }),
+    IsOptional(),
+    UpperCase(),
+  );
+
 export class RecurringDto {
   @ApiProperty({ enum: [PLAN_TYPE.Recurring], example: PLAN_TYPE.Recurring })
   @TYPE_IS(PLAN_TYPE.Recurring)
   type: typeof PLAN_TYPE.Recurring = PLAN_TYPE.Recurring;
 
-  @ApiPropertyOptional({
-    type: 'integer',
-    format: 'int64',
-    nullable: true,
-    default: null,
-    description: 'Epoch ms; the plan completes after its first run at or after this time. Missing or null: never ends.',
-  })
-  @IsOptional()
-  @Max(MAX_EPOCH_MS, { message: `must be at most ${MAX_EPOCH_MS} (epoch ms)` })
-  @Min(0, { message: 'must be a non-negative epoch ms' })
-  @IsInt({ message: 'must be an integer epoch ms or null' })
+  @EndAtProperty('Epoch ms; the plan completes after its first run at or after this time. Missing or null: never ends.')
   end_at: number | null = null;
+
+  @OverlapProperty()
+  overlap?: OverlapPolicy;
+}
+
+/**
+ * Karya's cron plan type. The plan's `period_time` holds the expression (the v1 Plan keeps its exact key set);
+ * on submit it may be left out, or must repeat the expression.
+ */
+export class CronDto {
+  @ApiProperty({ enum: [PLAN_TYPE.Cron], example: PLAN_TYPE.Cron })
+  @TYPE_IS(PLAN_TYPE.Cron)
+  type: typeof PLAN_TYPE.Cron = PLAN_TYPE.Cron;
+
+  @ApiProperty({
+    description: '5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first; see README "Cron plans and DST"',
+    example: '0 9 * * 1-5',
+    maxLength: 255,
+  })
+  @MaxLength(255, { message: 'must be at most 255 characters' })
+  @IsString({ message: 'must be a string holding a cron expression such as "0 9 * * 1-5"' })
+  expression!: string;
+
+  @ApiPropertyOptional({ description: 'IANA time zone the expression is read in', default: 'UTC', example: 'Europe/Berlin', maxLength: 64 })
+  @MaxLength(64, { message: 'must be at most 64 characters' })
+  @IsString({ message: 'must be an IANA time zone name such as UTC or Europe/Berlin' })
+  time_zone: string = 'UTC';
+
+  @EndAtProperty('Epoch ms; the plan completes after its first fire at or after this time. Missing or null: never ends.')
+  end_at: number | null = null;
+
+  @OverlapProperty()
+  overlap?: OverlapPolicy;
+}
+
+function isCronType(planType: unknown): boolean {
+  return typeof planType === 'object' && planType !== null && (planType as { type?: unknown }).type === PLAN_TYPE.Cron;
 }
 
 export const PLAN_TYPE_SUBTYPES = [
   { value: OneTimeDto, name: PLAN_TYPE.OneTime },
   { value: RecurringDto, name: PLAN_TYPE.Recurring },
+  { value: CronDto, name: PLAN_TYPE.Cron },
 ];
 
 export class HookDto {
@@ -289,21 +344,31 @@ export class SubmitPlanRequestDto {
   @IsString({ message: 'must be a string' })
   description!: string;
 
-  @ApiProperty({ description: PERIOD_DOC, example: 'PT30S', maxLength: 64 })
+  @ApiProperty({
+    description: `${PERIOD_DOC}. A Cron plan may leave it out (or repeat its expression here): it is stored and returned as the expression`,
+    example: 'PT30S',
+    maxLength: 64,
+  })
   @PeriodRules()
+  // A Cron plan's period_time is its expression, checked with it (plan-request.rules checkCron).
+  @ValidateIf((req: SubmitPlanRequestDto) => !isCronType(req.plan_type))
   period_time!: string;
 
   @ApiProperty({
-    oneOf: [{ $ref: getSchemaPath(OneTimeDto) }, { $ref: getSchemaPath(RecurringDto) }],
+    oneOf: [{ $ref: getSchemaPath(OneTimeDto) }, { $ref: getSchemaPath(RecurringDto) }, { $ref: getSchemaPath(CronDto) }],
     discriminator: {
       propertyName: 'type',
-      mapping: { [PLAN_TYPE.OneTime]: getSchemaPath(OneTimeDto), [PLAN_TYPE.Recurring]: getSchemaPath(RecurringDto) },
+      mapping: {
+        [PLAN_TYPE.OneTime]: getSchemaPath(OneTimeDto),
+        [PLAN_TYPE.Recurring]: getSchemaPath(RecurringDto),
+        [PLAN_TYPE.Cron]: getSchemaPath(CronDto),
+      },
     },
   })
   @ValidateNested()
   @Type(() => Unrecognized, { discriminator: { property: 'type', subTypes: PLAN_TYPE_SUBTYPES }, keepDiscriminatorProperty: true })
   @IsDiscriminated(Object.values(PLAN_TYPE), 'plan type')
-  plan_type!: OneTimeDto | RecurringDto;
+  plan_type!: OneTimeDto | RecurringDto | CronDto;
 
   @ActionProperty('What to do at each occurrence')
   action!: ActionDto;
@@ -351,6 +416,7 @@ export const REQUEST_MODELS = [
   EmptyBodyDto,
   OneTimeDto,
   RecurringDto,
+  CronDto,
   HookDto,
 ];
 

@@ -1,9 +1,10 @@
 import { ApiProperty, getSchemaPath } from '@nestjs/swagger';
 import { ErrorLogEntity, ErrorLogKind } from '../../../connectors/repo/entities/error-log.entity';
 import { JsonObject, PlanEntity, PlanStatus } from '../../../connectors/repo/entities/plan.entity';
-import { TaskEntity, TaskStatus } from '../../../connectors/repo/entities/task.entity';
-import { ERROR_LOG_TYPE, PLAN_TYPE } from './discriminators';
-import { actionSchema, HookDto, OneTimeDto, RecurringDto } from './plan-request.dto';
+import { TaskEntity, WIRE_TASK_STATUSES, WireTaskStatus, wireTaskStatus } from '../../../connectors/repo/entities/task.entity';
+import { ERROR_LOG_TYPE, OVERLAP_POLICIES, OverlapPolicy, PLAN_TYPE } from './discriminators';
+import type { PlanState } from '../plans.service';
+import { actionSchema, CronDto, HookDto, OneTimeDto, RecurringDto } from './plan-request.dto';
 
 /*
  * Response shapes of the wire contract. The top-level key sets are exact (the Python client builds its
@@ -25,11 +26,19 @@ export class PlanDto {
   @ApiProperty() description!: string;
   @ApiProperty({ example: 'PT30S' }) period_time!: string;
   @ApiProperty({
-    oneOf: [{ $ref: getSchemaPath(OneTimeDto) }, { $ref: getSchemaPath(RecurringDto) }],
-    discriminator: { propertyName: 'type', mapping: { [PLAN_TYPE.OneTime]: getSchemaPath(OneTimeDto), [PLAN_TYPE.Recurring]: getSchemaPath(RecurringDto) } },
+    oneOf: [{ $ref: getSchemaPath(OneTimeDto) }, { $ref: getSchemaPath(RecurringDto) }, { $ref: getSchemaPath(CronDto) }],
+    discriminator: {
+      propertyName: 'type',
+      mapping: {
+        [PLAN_TYPE.OneTime]: getSchemaPath(OneTimeDto),
+        [PLAN_TYPE.Recurring]: getSchemaPath(RecurringDto),
+        [PLAN_TYPE.Cron]: getSchemaPath(CronDto),
+      },
+    },
   })
   type!: JsonObject;
-  @ApiProperty({ enum: PlanStatus, enumName: 'PlanStatus' }) status!: PlanStatus;
+  @ApiProperty({ enum: PlanStatus, enumName: 'PlanStatus', description: 'A paused plan shows CREATED or RUNNING here; GET /v1/plan/{id}/state says PAUSED' })
+  status!: PlanStatus;
   @ApiProperty({ type: 'integer' }) max_failure_retry!: number;
   @ApiProperty(actionSchema('The action, as submitted with defaults filled in')) action!: JsonObject;
   @ApiProperty({ type: () => [HookDto], description: 'The hooks (note: singular key, as in the original)' })
@@ -43,7 +52,12 @@ export class TaskDto {
   @ApiProperty({ format: 'uuid' }) id!: string;
   @ApiProperty({ format: 'uuid' }) plan_id!: string;
   @ApiProperty({ type: 'integer' }) partition_key!: number;
-  @ApiProperty({ enum: TaskStatus, enumName: 'TaskStatus' }) status!: TaskStatus;
+  @ApiProperty({
+    enum: WIRE_TASK_STATUSES,
+    enumName: 'TaskStatus',
+    description: "A paused plan's pending occurrence, and one waiting under overlap BUFFER_ONE, show as CREATED",
+  })
+  status!: WireTaskStatus;
   @ApiProperty({ type: 'integer', format: 'int64', description: 'epoch ms' }) created_at!: number;
   @ApiProperty({ description: 'epoch ms of the end of the last attempt', nullable: true, type: 'integer' })
   executed_at!: number | null;
@@ -97,6 +111,37 @@ export class ListPlansResponseDto {
   @ApiProperty({ type: 'integer', description: 'Echoes the page index asked for' }) offset!: number;
 }
 
+/** GET /v1/plan/{id}/state, and the answer of pause and resume: what the v1 Plan's fixed enums cannot say. */
+export class PlanStateDto {
+  @ApiProperty({ format: 'uuid' }) plan_id!: string;
+  @ApiProperty({
+    enum: ['CREATED', 'RUNNING', 'PAUSED', 'COMPLETED', 'CANCELLED'],
+    description: 'PAUSED while paused (the v1 Plan then still says CREATED or RUNNING)',
+  })
+  status!: PlanStatus | 'PAUSED';
+  @ApiProperty({ type: 'integer', format: 'int64', nullable: true, description: 'epoch ms when it was paused; null unless paused' })
+  paused_at!: number | null;
+  @ApiProperty({ enum: OVERLAP_POLICIES, nullable: true, description: 'The overlap policy; null for a OneTime plan' })
+  overlap!: OverlapPolicy | null;
+  @ApiProperty({
+    type: 'integer',
+    format: 'int64',
+    nullable: true,
+    description: 'epoch ms when the next occurrence is due; null while paused or once the plan has ended',
+  })
+  next_execution_at!: number | null;
+}
+
+export function mapPlanState(s: PlanState): PlanStateDto {
+  return {
+    plan_id: s.planId,
+    status: s.status,
+    paused_at: s.pausedAt?.getTime() ?? null,
+    overlap: s.overlap,
+    next_execution_at: s.nextExecutionAt?.getTime() ?? null,
+  };
+}
+
 export const RESPONSE_MODELS = [HookErrorLogTypeDto, ExecutorErrorLogTypeDto, ListTasksResponseDto, ListErrorLogsResponseDto];
 
 export function mapPlan(p: PlanEntity): PlanDto {
@@ -121,7 +166,7 @@ export function mapTask(t: TaskEntity): TaskDto {
     id: t.id,
     plan_id: t.planId,
     partition_key: t.partitionKey,
-    status: t.status,
+    status: wireTaskStatus(t.status),
     created_at: t.createdAt.getTime(),
     executed_at: t.executedAt?.getTime() ?? null,
     next_execution_at: t.nextExecutionAt?.getTime() ?? null,
@@ -142,4 +187,8 @@ export function mapErrorLog(e: ErrorLogEntity): ErrorLogDto {
 
 export function isRecurring(type: JsonObject): boolean {
   return type.type === PLAN_TYPE.Recurring;
+}
+
+export function isCron(type: JsonObject): boolean {
+  return type.type === PLAN_TYPE.Cron;
 }
