@@ -347,3 +347,50 @@ describe('the dead_letters migration on a database holding the previous schema a
     );
   });
 });
+
+describe('the schedules migration on a database holding the previous schema and its data (psql)', () => {
+  let db6: TestDatabase;
+  beforeAll(async () => (db6 = await createTestDatabase()));
+  afterAll(async () => db6.drop());
+
+  it('adds paused_at, the active task and the PAUSED/BUFFERED task states beside the existing rows, which are kept as they were', async () => {
+    const userId = randomUUID();
+    const planId = randomUUID();
+    const taskId = randomUUID();
+    await upgradeFromPrevious(
+      db6.url,
+      'Schedules1768000000000',
+      async (old) => {
+        await old.query(`INSERT INTO users (id, name) VALUES ($1, 'before-schedules')`, [userId]);
+        await old.query(
+          `INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, created_at, updated_at)
+           VALUES ($1, $2, 'old plan', 'PT1M', '{"type":"karya.core.entities.PlanType.Recurring","end_at":null}', 'RUNNING', 3, '{}', now(), now())`,
+          [planId, userId],
+        );
+        await old.query(
+          `INSERT INTO tasks (id, plan_id, partition_key, status, attempt, created_at, next_execution_at) VALUES ($1, $2, 1, 'CREATED', 0, now(), now())`,
+          [taskId, planId],
+        );
+        // The old schema refuses what the new one allows: a period_time over 64 characters, a PAUSED task.
+        await expect(old.query(`UPDATE plans SET period_time = $2 WHERE id = $1`, [planId, 'x'.repeat(65)])).rejects.toThrow(/too long/);
+        await expect(old.query(`UPDATE tasks SET status = 'PAUSED' WHERE id = $1`, [taskId])).rejects.toThrow(/check constraint/);
+      },
+      async (ds) => {
+        expect(await ds.query(`SELECT status, period_time, paused_at, active_task_id, active_task_key FROM plans WHERE id = $1`, [planId])).toEqual([
+          { status: 'RUNNING', period_time: 'PT1M', paused_at: null, active_task_id: null, active_task_key: null },
+        ]);
+        expect(await ds.query(`SELECT status, attempt FROM tasks WHERE id = $1`, [taskId])).toEqual([{ status: 'CREATED', attempt: 0 }]);
+        // A cron expression fits period_time now; the old task can be paused and buffered; others are still refused.
+        await ds.query(`UPDATE plans SET period_time = $2, paused_at = now() WHERE id = $1`, [planId, '0,5,10,15,20,25,30,35,40,45,50,55 0,15,30,45 9-17 * * 1-5 ']);
+        for (const status of ['PAUSED', 'BUFFERED', 'CREATED']) await ds.query(`UPDATE tasks SET status = $2 WHERE id = $1`, [taskId, status]);
+        await expect(ds.query(`UPDATE tasks SET status = 'WAITING' WHERE id = $1`, [taskId])).rejects.toThrow(/check constraint/);
+        const idx: { indexname: string; indexdef: string }[] = await ds.query(
+          `SELECT indexname, indexdef FROM pg_indexes WHERE indexname IN ('tasks_paused_idx', 'tasks_buffered_idx') ORDER BY indexname`,
+        );
+        expect(idx.map((r) => r.indexname)).toEqual(['tasks_buffered_idx', 'tasks_paused_idx']);
+        expect(idx[0].indexdef).toMatch(/\(partition_key, plan_id\) WHERE \(\(status\)::text = 'BUFFERED'/);
+        expect(idx[1].indexdef).toMatch(/\(plan_id\) WHERE \(\(status\)::text = 'PAUSED'/);
+      },
+    );
+  });
+});

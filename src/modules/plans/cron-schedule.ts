@@ -73,6 +73,8 @@ export class CronSchedule {
   private readonly wall: Cron;
   /** Whether the hour field is `*`: the expression then runs on elapsed time (see the policy above). */
   private readonly everyHour: boolean;
+  /** UTC has no transitions: croner's answers stand as they are (and come several times faster). */
+  private readonly utc: boolean;
 
   constructor(
     readonly expression: string,
@@ -81,9 +83,11 @@ export class CronSchedule {
     const fields = fieldsOf(expression);
     checkTimeZone(timeZone);
     this.everyHour = fields[fields.length - 4] === '*';
+    this.utc = timeZone === 'UTC' || timeZone === 'Etc/UTC';
     try {
-      this.zoned = new Cron(expression, { timezone: timeZone, paused: true });
-      this.wall = new Cron(expression, { timezone: 'UTC', paused: true });
+      // utcOffset 0 rather than timezone 'UTC': the same instants without croner's per-call Intl conversion.
+      this.zoned = this.utc ? new Cron(expression, { utcOffset: 0, paused: true }) : new Cron(expression, { timezone: timeZone, paused: true });
+      this.wall = new Cron(expression, { utcOffset: 0, paused: true });
     } catch (e) {
       throw new CronError((e instanceof Error ? e.message : String(e)).replace(/^CronPattern: /, ''));
     }
@@ -91,6 +95,7 @@ export class CronSchedule {
 
   /** The first fire strictly after `after` (epoch ms), or null when the expression never fires again. */
   next(after: number): number | null {
+    if (this.utc) return this.zoned.nextRun(new Date(after))?.getTime() ?? null;
     let from = after;
     // Each turn skips one fire croner proposed that the policy rejects; a handful at most (a DST day).
     for (let turn = 0; turn < 1000; turn++) {
