@@ -130,6 +130,44 @@ describe('distributed pipeline on real PostgreSQL, Redis and RabbitMQ', () => {
     expect(plans).toEqual([{ status: 'COMPLETED', n: PLANS }]);
   }, TEST_TIMEOUT_MS);
 
+  it('overlap SKIP holds across processes: two schedulers (overlapping partitions) and two executors never run two calls of a plan at once, run now included; a pause through the server stops them all', async () => {
+    const base = `http://127.0.0.1:${cluster.serverPort}`;
+    const post = async (path: string, body?: unknown) => {
+      const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body ?? {}) });
+      if (res.status !== 200) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+      return (await res.json()) as Record<string, unknown>;
+    };
+    const user = await post('/v1/user', { name: 'overlap' });
+    const planIds: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const plan = await post('/v1/plan', {
+        user_id: user.id, description: `skip ${i}`, max_failure_retry: 0,
+        plan_type: { type: 'karya.core.entities.PlanType.Cron', expression: '* * * * * *', overlap: 'SKIP' },
+        action: { type: T.Rest, base_url: `${sink.baseUrl}/slow/1500?skip=${i}`, timeout: 10_000 },
+      });
+      planIds.push(String(plan.id));
+    }
+    const callsOf = (id: string) => sink.hits.filter((h) => h.planId === id).sort((a, b) => a.receivedAt - b.receivedAt);
+    await waitFor(() => planIds.every((id) => callsOf(id).length >= 1), 10_000, 'every SKIP plan running');
+    // Extra tasks from run now land on random partitions, so the two schedulers race for the same plans.
+    await Promise.all(planIds.map((id) => post(`/v1/plan/${id}/run`)));
+    await waitFor(() => planIds.every((id) => callsOf(id).length >= 3), 20_000, 'three calls of every SKIP plan');
+    await new Promise((r) => setTimeout(r, 500 - (Date.now() % 1000) + (Date.now() % 1000 > 500 ? 1000 : 0)));
+    await Promise.all(planIds.map((id) => post(`/v1/plan/${id}/pause`)));
+    const pausedAt = Date.now();
+    // Each call holds the target 1.5 s: the next call of the same plan may start only after it answered.
+    for (const id of planIds) {
+      const calls = callsOf(id);
+      for (let i = 1; i < calls.length; i++) expect(calls[i].receivedAt - calls[i - 1].receivedAt).toBeGreaterThanOrEqual(1500);
+    }
+    const skipped = (await pg.query(`SELECT count(*)::int AS n FROM error_logs WHERE plan_id = ANY($1::uuid[]) AND error LIKE '%skipped --- overlap SKIP%'`, [planIds])).rows[0] as { n: number };
+    expect(skipped.n).toBeGreaterThan(0);
+    // Two fires' worth of quiet after the pause (an observation window).
+    await new Promise((r) => setTimeout(r, 2200));
+    expect(sink.hits.filter((h) => planIds.includes(h.planId) && h.receivedAt >= pausedAt)).toEqual([]);
+    await Promise.all(planIds.map((id) => post(`/v1/plan/${id}`)));
+  }, TEST_TIMEOUT_MS);
+
   it(`loses nothing when an executor and a scheduler are killed -9 in the middle of ${PLANS} tasks`, async () => {
     const dueAt = Date.now() + LEAD_MS;
     const planIds = await submitBurst(cluster.serverPort, 'crash', PLANS, dueAt);

@@ -85,11 +85,16 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
 
   private async claimLoop(partitions: number[]): Promise<void> {
     const lookahead = 2 * this.config.pollFrequency;
+    let released = 0;
     while (this.running) {
       let full = false;
       try {
         // BUFFER_ONE occurrences whose previous run ended become due first, so this very claim takes them.
-        await this.claims.releaseBuffered(partitions);
+        // Once a poll interval at most: a loop working through a backlog claims back to back.
+        if (Date.now() - released >= this.config.pollFrequency) {
+          released = Date.now();
+          await this.claims.releaseBuffered(partitions);
+        }
         for (const kind of ['due', 'retry'] as const) {
           const room = this.batchSize * HELD_PER_BATCH - this.held.size;
           if (room <= 0 || !this.running) break;
