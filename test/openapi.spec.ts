@@ -5,8 +5,9 @@ import request from 'supertest';
 import { createApp } from '../src/app.factory';
 import { loadConfig } from '../src/config/config.loader';
 import { PlanStatus } from '../src/connectors/repo/entities/plan.entity';
-import { TaskStatus } from '../src/connectors/repo/entities/task.entity';
-import { ACTION_TYPE, BODY_TYPE, METHODS, PLAN_TYPE, PROTOCOLS, TRIGGERS } from '../src/modules/plans/dto/discriminators';
+import { WIRE_TASK_STATUSES } from '../src/connectors/repo/entities/task.entity';
+import { ACTION_TYPE, BODY_TYPE, METHODS, OVERLAP_POLICIES, PLAN_TYPE, PROTOCOLS, TRIGGERS } from '../src/modules/plans/dto/discriminators';
+import { PLAN_FILTERS } from '../src/modules/plans/plans.repository';
 import { Role } from '../src/role/role';
 import { buildOpenApiDocument, OPENAPI_FILE, serializeOpenApiDocument } from '../src/openapi';
 import { TempDir } from './support/temp-files';
@@ -58,6 +59,7 @@ interface Schema {
   nullable?: boolean;
   format?: string;
   example?: unknown;
+  default?: unknown;
 }
 
 function schemaNamed(name: string): Schema {
@@ -125,6 +127,12 @@ describe('openapi/karya-v1.json', () => {
       // Bounded history: the summary's rest, a page at a time.
       'GET /v1/plan/{plan_id}/tasks': ['400', '401', '404'],
       'GET /v1/plan/{plan_id}/error-logs': ['400', '401', '404'],
+      // Schedules (docs/schedules.md): the richer state, pause, resume, run now. 409 for a COMPLETED or
+      // CANCELLED plan (and run now of a paused plan or a OneTime plan that has run); 503 for the plan lock.
+      'GET /v1/plan/{plan_id}/state': ['400', '401', '404'],
+      'POST /v1/plan/{plan_id}/pause': ['400', '401', '404', '409', '503'],
+      'POST /v1/plan/{plan_id}/resume': ['400', '401', '404', '409', '503'],
+      'POST /v1/plan/{plan_id}/run': ['400', '401', '404', '409', '503'],
       // Dead letters.
       'GET /v1/dead-letters': ['400', '401', '403'],
       'POST /v1/dead-letters/{id}/replay': ['400', '401', '404', '409'],
@@ -199,9 +207,31 @@ describe('openapi/karya-v1.json', () => {
       expect(json('PATCH /v1/plan')).toBe('#/components/schemas/UpdatePlanRequestDto');
       const params = (key: string) => (operation(key).parameters ?? []).map((p) => `${p.in} ${p.name}${p.required ? '' : '?'}`).sort();
       expect(params('GET /v1/user')).toEqual(['query username']);
-      expect(params('GET /v1/plan')).toEqual(['query page?', 'query user_id']);
-      for (const key of ['GET /v1/plan/{plan_id}', 'GET /v1/plan/{plan_id}/summary', 'POST /v1/plan/{plan_id}']) {
-        expect(params(key)).toEqual(['path plan_id']);
+      expect(params('GET /v1/plan')).toEqual(['query page?', 'query status?', 'query user_id']);
+      const status = (operation('GET /v1/plan').parameters ?? []).find((p) => p.name === 'status');
+      expect(status?.schema).toEqual(expect.objectContaining({ type: 'string', enum: [...PLAN_FILTERS] }));
+      expect([...PLAN_FILTERS].sort()).toEqual(['CANCELLED', 'COMPLETED', 'CREATED', 'PAUSED', 'RUNNING']);
+      const byPlanId = [
+        'GET /v1/plan/{plan_id}',
+        'GET /v1/plan/{plan_id}/summary',
+        'POST /v1/plan/{plan_id}',
+        'GET /v1/plan/{plan_id}/state',
+        'POST /v1/plan/{plan_id}/pause',
+        'POST /v1/plan/{plan_id}/resume',
+        'POST /v1/plan/{plan_id}/run',
+      ];
+      for (const key of byPlanId) expect({ key, params: params(key) }).toEqual({ key, params: ['path plan_id'] });
+    });
+
+    it('answers the schedule endpoints with PlanState, and run now with the Task it created', () => {
+      const ok = (key: string) => operation(key).responses['200'].content?.['application/json']?.schema?.$ref;
+      for (const key of ['GET /v1/plan/{plan_id}/state', 'POST /v1/plan/{plan_id}/pause', 'POST /v1/plan/{plan_id}/resume']) {
+        expect({ key, ref: ok(key) }).toEqual({ key, ref: '#/components/schemas/PlanStateDto' });
+      }
+      expect(ok('POST /v1/plan/{plan_id}/run')).toBe('#/components/schemas/TaskDto');
+      // pause, resume and run take no body: a client sends none.
+      for (const key of ['POST /v1/plan/{plan_id}/pause', 'POST /v1/plan/{plan_id}/resume', 'POST /v1/plan/{plan_id}/run']) {
+        expect({ key, body: operation(key).requestBody }).toEqual({ key, body: undefined });
       }
     });
   });
@@ -232,6 +262,18 @@ describe('openapi/karya-v1.json', () => {
       expectUnion(`${schema}.${property}`, prop(schema, property), names);
     });
 
+    it('maps the Cron plan type to CronDto wherever a plan type appears (submit and the returned Plan)', () => {
+      for (const [schema, property] of [['SubmitPlanRequestDto', 'plan_type'], ['PlanDto', 'type']] as const) {
+        const union = prop(schema, property);
+        expect({ where: `${schema}.${property}`, cron: union.discriminator?.mapping?.[PLAN_TYPE.Cron] }).toEqual({
+          where: `${schema}.${property}`,
+          cron: '#/components/schemas/CronDto',
+        });
+        expect(union.oneOf?.map((b) => b.$ref)).toContain('#/components/schemas/CronDto');
+      }
+      expect(PLAN_TYPE.Cron).toBe('karya.core.entities.PlanType.Cron');
+    });
+
     it('ErrorLogDto.type is a oneOf with the `type` discriminator and the Kotlin class names', () => {
       expectUnion('ErrorLogDto.type', prop('ErrorLogDto', 'type'), [
         'karya.core.entities.ErrorLogType.HookErrorLog',
@@ -258,11 +300,20 @@ describe('openapi/karya-v1.json', () => {
       expect(deref(prop('RestApiRequestDto', 'method')).enum).toEqual([...METHODS]);
       expect(deref(prop('HookDto', 'trigger')).enum).toEqual([...TRIGGERS]);
       expect(schemaNamed('PlanStatus').enum).toEqual(Object.values(PlanStatus));
-      expect(schemaNamed('TaskStatus').enum).toEqual(Object.values(TaskStatus));
+      // The v1 Task shows exactly the 5 statuses of the published clients' enum; Karya's own PAUSED and
+      // BUFFERED task states are stored but answered as CREATED (wireTaskStatus).
+      expect(schemaNamed('TaskStatus').enum).toEqual(['CREATED', 'PROCESSING', 'SUCCESS', 'FAILURE', 'CANCELLED']);
+      expect([...WIRE_TASK_STATUSES]).toEqual(['CREATED', 'PROCESSING', 'SUCCESS', 'FAILURE', 'CANCELLED']);
       expect(deref(prop('PlanDto', 'status'))).toBe(schemaNamed('PlanStatus'));
       expect(deref(prop('TaskDto', 'status'))).toBe(schemaNamed('TaskStatus'));
       expect(['CREATED', 'RUNNING', 'COMPLETED', 'CANCELLED']).toEqual(Object.values(PlanStatus));
-      expect(['CREATED', 'PROCESSING', 'SUCCESS', 'FAILURE', 'CANCELLED']).toEqual(Object.values(TaskStatus));
+      // Only PlanState, a new shape, says PAUSED.
+      expect(prop('PlanStateDto', 'status').enum).toEqual(['CREATED', 'RUNNING', 'PAUSED', 'COMPLETED', 'CANCELLED']);
+      expect(prop('PlanStateDto', 'overlap').enum).toEqual([...OVERLAP_POLICIES]);
+      expect(OVERLAP_POLICIES).toEqual(['ALLOW', 'SKIP', 'BUFFER_ONE']);
+      for (const type of ['RecurringDto', 'CronDto']) {
+        expect({ type, overlap: deref(prop(type, 'overlap')).enum }).toEqual({ type, overlap: [...OVERLAP_POLICIES] });
+      }
     });
 
     it('response schemas have exactly the contract key sets, all required', () => {
@@ -274,6 +325,7 @@ describe('openapi/karya-v1.json', () => {
         GetPlanResponseDto: ['plan', 'latest_task'],
         GetSummaryResponseDto: ['plan', 'tasks', 'error_logs'],
         ListPlansResponseDto: ['plans', 'total', 'offset'],
+        PlanStateDto: ['plan_id', 'status', 'paused_at', 'overlap', 'next_execution_at'],
       };
       for (const [name, keys] of Object.entries(KEYS)) {
         const s = schemaNamed(name);
@@ -286,6 +338,9 @@ describe('openapi/karya-v1.json', () => {
       expect(schemaNamed('SubmitPlanRequestDto').required?.sort()).toEqual(['action', 'description', 'period_time', 'plan_type', 'user_id']);
       expect(schemaNamed('UpdatePlanRequestDto').required).toEqual(['plan_id']);
       expect(schemaNamed('CreateUserRequestDto').required).toEqual(['name']);
+      // time_zone defaults to UTC, end_at to null, overlap to ALLOW.
+      expect(schemaNamed('CronDto').required?.sort()).toEqual(['expression', 'type']);
+      expect(prop('CronDto', 'time_zone').default).toBe('UTC');
     });
 
     it('declares integers as integers (epoch ms, counts, retries, timeouts)', () => {
@@ -306,6 +361,9 @@ describe('openapi/karya-v1.json', () => {
         ['HookDto', 'max_retry'],
         ['RestApiRequestDto', 'timeout'],
         ['RecurringDto', 'end_at'],
+        ['CronDto', 'end_at'],
+        ['PlanStateDto', 'paused_at'],
+        ['PlanStateDto', 'next_execution_at'],
       ];
       const wrong = INTEGERS.filter(([s, p]) => prop(s, p).type !== 'integer').map(([s, p]) => `${s}.${p}: ${prop(s, p).type}`);
       expect(wrong).toEqual([]);
@@ -318,6 +376,10 @@ describe('openapi/karya-v1.json', () => {
         ['TaskDto', 'next_execution_at'],
         ['GetPlanResponseDto', 'latest_task'],
         ['RecurringDto', 'end_at'],
+        ['CronDto', 'end_at'],
+        ['PlanStateDto', 'paused_at'],
+        ['PlanStateDto', 'overlap'],
+        ['PlanStateDto', 'next_execution_at'],
         ['KafkaProducerRequestDto', 'key'],
         ['UpdatePlanRequestDto', 'period_time'],
         ['UpdatePlanRequestDto', 'max_failure_retry'],
@@ -346,6 +408,8 @@ describe('openapi/karya-v1.json', () => {
         ['JsonBodyDto', 'json_string'],
         ['SlackMessageRequestDto', 'message'],
         ['CreateUserRequestDto', 'name'],
+        ['CronDto', 'expression'],
+        ['CronDto', 'time_zone'],
       ];
       expect(EXAMPLES.filter(([s, p]) => prop(s, p).example === undefined).map(([s, p]) => `${s}.${p}`)).toEqual([]);
     });

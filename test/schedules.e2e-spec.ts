@@ -130,6 +130,33 @@ describe.each(stacks())('schedules (cron, overlap, pause, run now) on $name', (t
     expect((s.error_logs as { error: string }[]).some((e) => /skipped --- overlap BUFFER_ONE/.test(e.error))).toBe(true);
   });
 
+  it('a bounded SKIP plan still completes: its final occurrence waits for the running call instead of being skipped', async () => {
+    const endAt = Math.ceil((Date.now() + 2500) / SECOND) * SECOND;
+    const plan = await submit({
+      plan_type: { type: CRON, expression: '* * * * * *', overlap: 'SKIP', end_at: endAt },
+      action: { type: T.Rest, base_url: `${sink.baseUrl}/slow/2500?bounded-skip`, timeout: 10_000 },
+    });
+    await waitFor(async () => (await summary(plan.id)).plan.status === 'COMPLETED', 15_000, 'bounded SKIP plan COMPLETED');
+    const s = await summary(plan.id);
+    const final = (s.tasks as TaskJson[]).find((t) => t.next_execution_at === endAt)!;
+    expect(final.status).toBe('SUCCESS');
+    expect(sink.hitsFor(final.id)).toHaveLength(1);
+    const hits = hitsOf(plan.id);
+    for (let i = 1; i < hits.length; i++) expect(hits[i].receivedAt - hits[i - 1].receivedAt).toBeGreaterThanOrEqual(2500);
+  });
+
+  it('a bounded plan paused through its final occurrence completes on resume without running again', async () => {
+    const created = Date.now();
+    const plan = await submit({ period_time: 'PT1S', plan_type: { type: T.Recurring, end_at: created + 1500 }, action: { type: T.Rest, base_url: `${sink.baseUrl}/paused-end` } });
+    await request(http).post(`/v1/plan/${plan.id}/pause`).expect(200);
+    const pausedAt = Date.now();
+    await waitFor(() => Date.now() > plan.created_at + 2500, 4000, 'the final slot to pass');
+    const resumed: StateJson = (await request(http).post(`/v1/plan/${plan.id}/resume`).expect(200)).body;
+    expect(resumed).toMatchObject({ status: 'COMPLETED', paused_at: null, next_execution_at: null });
+    expect((await summary(plan.id)).plan.status).toBe('COMPLETED');
+    expect(hitsOf(plan.id).filter((h) => h.receivedAt >= pausedAt)).toEqual([]);
+  });
+
   it('pause: no call while paused, v1 status unchanged, state PAUSED; resume: calls come back on the schedule', async () => {
     const plan = await submit({
       plan_type: { type: CRON, expression: '* * * * * *' },

@@ -2,7 +2,7 @@ import { BadRequestException } from '@nestjs/common';
 import { PLAN_TYPE } from './dto/discriminators';
 import { SubmitPlanRequestDto } from './dto/plan-request.dto';
 import { checkPlanRequest, PlanRules } from './plan-request.rules';
-import { resumeDue } from './plans.service';
+import { finalSlot, resumeDue } from './plans.service';
 
 /** A cron plan request as the DTO leaves it (no period_time unless given). */
 function cronRequest(expression: string, extra: Partial<SubmitPlanRequestDto> = {}): SubmitPlanRequestDto {
@@ -69,5 +69,16 @@ describe('resumeDue: where a paused occurrence goes on resume', () => {
   });
   it('runs a missed OneTime plan now', () => {
     expect(resumeDue({ type: { type: PLAN_TYPE.OneTime }, periodTime: 'PT1M' }, now - 60_000, now)).toBe(now);
+  });
+});
+
+describe('finalSlot: the first occurrence at or after end_at', () => {
+  it('follows the periodic grid and the cron fires, and is null for plans that never end', () => {
+    const slot = Date.parse('2026-06-01T12:00:00Z');
+    expect(finalSlot({ type: { type: PLAN_TYPE.Recurring, end_at: slot + 150_000 }, periodTime: 'PT1M' }, slot)).toBe(slot + 180_000);
+    expect(finalSlot({ type: { type: PLAN_TYPE.Recurring, end_at: slot - 1 }, periodTime: 'PT1M' }, slot)).toBe(slot);
+    const cron = { type: PLAN_TYPE.Cron, expression: '0 */2 * * *', time_zone: 'UTC', end_at: Date.parse('2026-06-01T15:00:00Z') };
+    expect(finalSlot({ type: cron, periodTime: '0 */2 * * *' }, slot)).toBe(Date.parse('2026-06-01T16:00:00Z'));
+    expect(finalSlot({ type: { type: PLAN_TYPE.Recurring, end_at: null }, periodTime: 'PT1M' }, slot)).toBeNull();
   });
 });

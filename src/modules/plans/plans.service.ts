@@ -242,8 +242,22 @@ export class PlansService {
       // A task whose successor exists already (a dispatch handed back, a run-now task, a buffered occurrence)
       // is an occurrence missed while paused: dropped. The one that carries the schedule on resumes.
       await this.plans.dropPausedTasks(m, paused.filter((t) => t.next_created).map((t) => t.id));
+      let ended = false;
       for (const t of paused.filter((t) => !t.next_created)) {
-        await this.plans.resumeTask(m, t.id, t.partition_key, new Date(resumeDue(plan, t.next_execution_at?.getTime() ?? now.getTime(), now.getTime())));
+        const slot = t.next_execution_at?.getTime() ?? now.getTime();
+        // A bounded plan whose final occurrence fell in the pause has nothing left to run: that occurrence is
+        // skipped like the others, and the plan completes now (no run, so no ON_COMPLETION).
+        const last = finalSlot(plan, slot);
+        if (last !== null && last < now.getTime()) {
+          await this.plans.dropPausedTasks(m, [t.id]);
+          ended = true;
+        } else {
+          await this.plans.resumeTask(m, t.id, t.partition_key, new Date(resumeDue(plan, slot, now.getTime())));
+        }
+      }
+      if (ended) {
+        await this.plans.updatePlanFields(m, id, { status: PlanStatus.Completed });
+        return { ...plan, status: PlanStatus.Completed, pausedAt: null, updatedAt: now };
       }
       return { ...plan, pausedAt: null, updatedAt: now };
     });
@@ -361,4 +375,23 @@ export function resumeDue(plan: Pick<PlanEntity, 'type' | 'periodTime'>, slot: n
     if (typeof expression === 'string' && typeof time_zone === 'string') return cronSchedule(expression, time_zone).next(now - 1) ?? now;
   }
   return now;
+}
+
+/**
+ * A bounded recurring or cron plan's final occurrence counted from the one due at `slot`: the first on its
+ * schedule at or after end_at. Null for a plan that never ends (or a OneTime plan, whose one task is final).
+ */
+export function finalSlot(plan: Pick<PlanEntity, 'type' | 'periodTime'>, slot: number): number | null {
+  const endAt = plan.type.end_at;
+  if (typeof endAt !== 'number' || plan.type.type === PLAN_TYPE.OneTime) return null;
+  if (slot >= endAt) return slot;
+  if (plan.type.type === PLAN_TYPE.Recurring) {
+    const period = Math.max(parsePeriod(plan.periodTime), 1);
+    return slot + Math.ceil((endAt - slot) / period) * period;
+  }
+  const { expression, time_zone } = plan.type;
+  if (plan.type.type === PLAN_TYPE.Cron && typeof expression === 'string' && typeof time_zone === 'string') {
+    return cronSchedule(expression, time_zone).next(endAt - 1);
+  }
+  return null;
 }

@@ -440,10 +440,15 @@ export class TaskClaimsRepository {
     const back: ClaimedRow[] = [];
     const buffer: ClaimedRow[] = [];
     const skip: { row: ClaimedRow; reason: string }[] = [];
+    /** Plans whose waiting occurrence (stored BUFFERED before this claim) gives way to their final one. */
+    const supersede: string[] = [];
     const active = new Map<string, ClaimedRow>();
+    const skipped = (due: Date, policy: OverlapPolicy) =>
+      `Occurrence due at ${due.toISOString()} skipped --- overlap ${policy}: the previous task was still running`;
     for (const r of [...managed].sort((a, b) => a.due_at.getTime() - b.due_at.getTime())) {
       const s = state.get(r.plan_id);
-      const policy = overlapOf(plans.get(r.plan_id));
+      const plan = plans.get(r.plan_id)!;
+      const policy = overlapOf(plan);
       if (!s) back.push(r); // its plan row is busy: next poll
       else if (!s.running) {
         s.running = true;
@@ -451,13 +456,40 @@ export class TaskClaimsRepository {
         dispatch.push(r);
         advance.push(r);
       } else if (r.due_at.getTime() > now) back.push(r);
-      else if (policy === 'BUFFER_ONE' && !s.buffered) {
+      else if (isLastRun(plan.type, r.due_at.getTime())) {
+        // A bounded plan's final occurrence is never skipped, under either policy: skipped, it would leave
+        // the plan RUNNING for ever (only a run completes a plan, and fires ON_COMPLETION). It waits, and
+        // one already waiting gives way to it, so at most one still waits.
+        if (s.buffered) {
+          const i = buffer.findIndex((b) => b.plan_id === r.plan_id);
+          if (i >= 0) {
+            const [earlier] = buffer.splice(i, 1);
+            skip.push({ row: earlier, reason: skipped(earlier.due_at, policy) });
+          }
+          else supersede.push(r.plan_id);
+        }
+        s.buffered = true;
+        buffer.push(r);
+        advance.push(r);
+      } else if (policy === 'BUFFER_ONE' && !s.buffered) {
         s.buffered = true;
         buffer.push(r);
         advance.push(r);
       } else {
-        skip.push({ row: r, reason: `Occurrence due at ${r.due_at.toISOString()} skipped --- overlap ${policy}: the previous task was still running` });
+        skip.push({ row: r, reason: skipped(r.due_at, policy) });
         advance.push(r);
+      }
+    }
+    if (supersede.length > 0) {
+      const gone = await sqlRows<{ id: string; partition_key: number; plan_id: string; due: Date }>(
+        m,
+        `SELECT id, partition_key, plan_id, next_execution_at AS due FROM tasks
+         WHERE plan_id = ANY($1::uuid[]) AND status = '${TaskStatus.Buffered}' FOR UPDATE`,
+        [supersede],
+      );
+      for (const g of gone) {
+        const row = { id: g.id, partition_key: g.partition_key, plan_id: g.plan_id, due_at: g.due } as ClaimedRow;
+        skip.push({ row, reason: skipped(g.due, overlapOf(plans.get(g.plan_id))) });
       }
     }
     await handBack(back, TaskStatus.Created);

@@ -345,9 +345,10 @@ export class SubmitPlanRequestDto {
   description!: string;
 
   @ApiProperty({
-    description: `${PERIOD_DOC}. A Cron plan may leave it out (or repeat its expression here): it is stored and returned as the expression`,
+    description:
+      `${PERIOD_DOC}, at most 64 characters. Required except for a Cron plan, which may leave it out or repeat its ` +
+      'expression here (up to 255 characters): it is stored and returned as the expression',
     example: 'PT30S',
-    maxLength: 64,
   })
   @PeriodRules()
   // A Cron plan's period_time is its expression, checked with it (plan-request.rules checkCron).
@@ -426,7 +427,7 @@ export class UpdatePlanRequestDto {
   @IsString({ message: 'must be a UUID string' })
   plan_id!: string;
 
-  @ApiPropertyOptional({ type: 'string', nullable: true, maxLength: 64, description: `${PERIOD_DOC}; null or missing keeps the period`, example: 'PT30S' })
+  @ApiPropertyOptional({ type: 'string', nullable: true, maxLength: 64, description: `${PERIOD_DOC}; null or missing keeps the period. A Cron plan answers 400 (its schedule is plan_type.expression)`, example: 'PT30S' })
   @PeriodRules()
   @IsOptional()
   period_time?: string | null;

@@ -24,7 +24,7 @@ export class PlanDto {
   @ApiProperty({ format: 'uuid' }) id!: string;
   @ApiProperty({ format: 'uuid' }) user_id!: string;
   @ApiProperty() description!: string;
-  @ApiProperty({ example: 'PT30S' }) period_time!: string;
+  @ApiProperty({ example: 'PT30S', description: 'ISO-8601 duration as submitted; for a Cron plan, its expression' }) period_time!: string;
   @ApiProperty({
     oneOf: [{ $ref: getSchemaPath(OneTimeDto) }, { $ref: getSchemaPath(RecurringDto) }, { $ref: getSchemaPath(CronDto) }],
     discriminator: {
