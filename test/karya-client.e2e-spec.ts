@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { INestApplication } from '@nestjs/common';
+import request from 'supertest';
 import { createApp } from '../src/app.factory';
 import { loadConfig } from '../src/config/config.loader';
 import {
@@ -32,7 +33,7 @@ import {
   UpdatePlanRequest,
   User,
 } from './support/karya-client-facade';
-import { runNativeClient } from './support/karya-client-native';
+import { runNativeClient, runNativeReader } from './support/karya-client-native';
 import { Exchange, RecordingProxy } from './support/karya-client-recorder';
 import { TempDir } from './support/temp-files';
 
@@ -63,6 +64,8 @@ const PLAN_KEYS = [
 const TASK_KEYS = ['created_at', 'executed_at', 'id', 'next_execution_at', 'partition_key', 'plan_id', 'status'];
 const ONE_TIME = 'karya.core.entities.PlanType.OneTime';
 const RECURRING = 'karya.core.entities.PlanType.Recurring';
+const CRON = 'karya.core.entities.PlanType.Cron';
+const KAFKA = 'karya.core.entities.Action.KafkaProducerRequest';
 const HOUR = 3_600_000;
 
 type Json = Record<string, unknown>;
@@ -179,6 +182,36 @@ function expectFirstTask(raw: unknown, plan: Json, periodMs: number, window: Win
   expectEpochMs(task.created_at, window);
   expect(task.next_execution_at).toBe((plan.created_at as number) + periodMs);
   return task;
+}
+
+/** An instant on Berlin's wall clock, as `Mon 09:00:00`. */
+function berlinClock(ms: number): string {
+  const parts = new Intl.DateTimeFormat('en-GB', {
+    timeZone: 'Europe/Berlin',
+    weekday: 'short',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+    hourCycle: 'h23',
+  }).formatToParts(ms);
+  const part = (type: Intl.DateTimeFormatPartTypes) => parts.find((p) => p.type === type)?.value;
+  return `${part('weekday')} ${part('hour')}:${part('minute')}:${part('second')}`;
+}
+const isBerlinWeekdayNine = (ms: number): boolean => /^(Mon|Tue|Wed|Thu|Fri) 09:00:00$/.test(berlinClock(ms));
+
+/**
+ * `due` is the first fire of `0 9 * * 1-5` in Europe/Berlin after `from`, worked out here from the zone
+ * database (Intl), not by the server's cron library. Berlin's offsets are whole hours, so every 09:00 there
+ * is a whole UTC hour: checking each whole hour in between is exhaustive.
+ */
+function expectFirstBerlinWeekdayNine(due: number, from: number): void {
+  expect(isBerlinWeekdayNine(due)).toBe(true);
+  expect(due).toBeGreaterThan(from);
+  // Friday 09:00 to Monday 09:00, plus an hour for a DST change over that weekend.
+  expect(due - from).toBeLessThanOrEqual(73 * HOUR);
+  const earlier: string[] = [];
+  for (let h = Math.ceil(from / HOUR) * HOUR; h < due; h += HOUR) if (isBerlinWeekdayNine(h)) earlier.push(new Date(h).toISOString());
+  expect(earlier).toEqual([]);
 }
 
 describe('compatibility with the published JS client (karya-client@1.1.7 from npm)', () => {
@@ -606,6 +639,158 @@ describe('compatibility with the published JS client (karya-client@1.1.7 from np
 
     await client.getSummary(id);
     expect(okJson(proxy.takeOne(), 'GET', `//v1/plan/${id}/summary`).plan).toEqual(raw);
+  });
+
+  it("reads a user's cron, paused and plain plans (list, get, summary) without an error, and cancels the paused and cron ones", async () => {
+    // Issue 13: the client has no Cron class and no pause call, so those are made over raw HTTP, straight to
+    // the app (not through the proxy); everything the client does afterwards goes through the proxy.
+    const http = app.getHttpServer();
+    const owner = await client.createUser(new CreateUserRequest(`schedules-${randomUUID()}`));
+    proxy.take();
+    const window = { from: Date.now(), to: 0 };
+    const cronType = { type: CRON, expression: '0 9 * * 1-5', time_zone: 'Europe/Berlin', overlap: 'SKIP' };
+    const kafka = { type: KAFKA, topic: 'weekday-mornings', message: 'good morning' };
+    const cron = asObject(
+      (await request(http).post('/v1/plan').send({ user_id: owner.id, description: 'weekday mornings', plan_type: cronType, action: kafka, max_failure_retry: 1 }).expect(200))
+        .body,
+    );
+    await sleep(2); // distinct created_at, so "newest first" has exactly one right order
+    const toPause = asObject(
+      (
+        await request(http)
+          .post('/v1/plan')
+          .send({ user_id: owner.id, description: 'hourly, paused', period_time: 'PT1H', plan_type: { type: RECURRING, overlap: 'BUFFER_ONE' }, action: kafka })
+          .expect(200)
+      ).body,
+    );
+    await sleep(2);
+    const pause = await request(http).post(`/v1/plan/${toPause.id}/pause`).expect(200);
+    expect(pause.body).toMatchObject({ plan_id: toPause.id, status: 'PAUSED', overlap: 'BUFFER_ONE', next_execution_at: null });
+    await sleep(2);
+    const { raw: plain } = await submit(new SubmitPlanRequest(owner.id, 'plain one-time', 'PT1H', new OneTime(), new KafkaProducerRequest('plain', 'm')));
+    window.to = Date.now();
+
+    // The raw plans as POST answered them: v1 key sets; the cron plan's period_time is its expression, and
+    // its type carries the Cron fields, time_zone as sent and end_at written out as null.
+    const base = { user_id: owner.id, status: PlanStatus.CREATED, hook: [] };
+    expectPlan(
+      cron,
+      { ...base, description: 'weekday mornings', period_time: '0 9 * * 1-5', type: { ...cronType, end_at: null }, max_failure_retry: 1, action: { ...kafka, key: null } },
+      window,
+    );
+    expectPlan(
+      toPause,
+      {
+        ...base,
+        description: 'hourly, paused',
+        period_time: 'PT1H',
+        type: { type: RECURRING, end_at: null, overlap: 'BUFFER_ONE' },
+        max_failure_retry: 3,
+        action: { ...kafka, key: null },
+      },
+      window,
+    );
+
+    // listPlans: all three, newest first, through the client's classes and in the raw JSON.
+    const listed = await client.listPlans(owner.id, 0);
+    const listRaw = okJson(proxy.takeOne(), 'GET', `//v1/plan?user_id=${owner.id}&page=0`);
+    expect(keysOf(listRaw)).toEqual(['offset', 'plans', 'total']);
+    expect({ total: listRaw.total, offset: listRaw.offset }).toEqual({ total: 3, offset: 0 });
+    const [plainListed, pausedListed, cronListed] = (listRaw.plans as unknown[]).map(asObject);
+    expect([plainListed.id, pausedListed.id, cronListed.id]).toEqual([plain.id, toPause.id, cron.id]);
+    for (const p of [plainListed, pausedListed, cronListed]) expect(keysOf(p)).toEqual(PLAN_KEYS);
+    expect(plainListed).toEqual(plain);
+    expect(cronListed).toEqual(cron);
+    // Paused, the plan keeps its v1 status (never run: CREATED; GET /state says PAUSED); pausing touched updated_at only.
+    expect(pausedListed).toEqual({ ...toPause, updated_at: pausedListed.updated_at });
+    expect(pausedListed.status).toBe(PlanStatus.CREATED);
+    expectEpochMs(pausedListed.updated_at, window);
+    expect(pausedListed.updated_at).toBeGreaterThan(toPause.created_at as number);
+    expect(listed).toBeInstanceOf(ListPlanResponse);
+    expect(listed).toEqual(listRaw);
+    expect(listed.plans.map((p) => [p.id, p.status, p.period_time])).toEqual([
+      [plain.id, PlanStatus.CREATED, 'PT1H'],
+      [toPause.id, PlanStatus.CREATED, 'PT1H'],
+      [cron.id, PlanStatus.CREATED, '0 9 * * 1-5'],
+    ]);
+    expect(Object.values(PlanStatus)).toEqual(expect.arrayContaining(listed.plans.map((p) => p.status)));
+
+    // getPlan and getSummary of each: the listed plan, and one pending task shown in the client's enums.
+    const read = async (plan: Json): Promise<Json> => {
+      const id = plan.id as string;
+      const got = await client.getPlan(id);
+      const getRaw = okJson(proxy.takeOne(), 'GET', `//v1/plan/${id}`);
+      expect(keysOf(getRaw)).toEqual(['latest_task', 'plan']);
+      expect(getRaw.plan).toEqual(plan);
+      const task = expectTask(getRaw.latest_task, id);
+      expect(got).toBeInstanceOf(GetPlanResponse);
+      expect(got).toEqual(getRaw);
+
+      const summary = await client.getSummary(id);
+      const summaryRaw = okJson(proxy.takeOne(), 'GET', `//v1/plan/${id}/summary`);
+      expect(keysOf(summaryRaw)).toEqual(['error_logs', 'plan', 'tasks']);
+      expect(summaryRaw.plan).toEqual(plan);
+      expect(summaryRaw.tasks).toEqual([task]);
+      expect(summaryRaw.error_logs).toEqual([]);
+      expect(summary).toBeInstanceOf(GetSummaryResponse);
+      expect(summary).toEqual(summaryRaw);
+      return task;
+    };
+    const plainTask = await read(plainListed);
+    expect(plainTask).toMatchObject({ status: TaskStatus.CREATED, executed_at: null, next_execution_at: (plain.created_at as number) + HOUR });
+    // The paused plan's pending task is PAUSED inside Karya and CREATED in v1, still due when it was.
+    const pausedTask = await read(pausedListed);
+    expect(pausedTask).toMatchObject({ status: TaskStatus.CREATED, executed_at: null, next_execution_at: (toPause.created_at as number) + HOUR });
+    const cronTask = await read(cronListed);
+    expect(cronTask).toMatchObject({ status: TaskStatus.CREATED, executed_at: null });
+    expectFirstBerlinWeekdayNine(cronTask.next_execution_at as number, cron.created_at as number);
+
+    // The unmodified ESM package in a plain node process reads the same JSON into the same objects.
+    const native = await runNativeReader(proxy.url, owner.id, [plain.id as string, toPause.id as string, cron.id as string]);
+    const nativeRaw = proxy.take().map((ex) => okJson(ex, ex.method, ex.url));
+    expect(nativeRaw).toHaveLength(7);
+    expect(nativeRaw[0]).toEqual(listRaw);
+    expect(native.listClass).toBe('ListPlanResponse');
+    expect(native.list).toEqual(listRaw);
+    [plain, toPause, cron].forEach((p, i) => {
+      const read = native.plans[p.id as string];
+      expect([read.getClass, read.summaryClass]).toEqual(['GetPlanResponse', 'GetSummaryResponse']);
+      expect(read.get).toEqual(nativeRaw[1 + 2 * i]);
+      expect(read.summary).toEqual(nativeRaw[2 + 2 * i]);
+      expect(asObject(read.get.plan).id).toBe(p.id);
+    });
+
+    // cancelPlan through the client: the paused plan and the cron plan end CANCELLED, their pending tasks too.
+    for (const listedPlan of [pausedListed, cronListed]) {
+      const id = listedPlan.id as string;
+      await sleep(3);
+      const { result: cancelled, window: cancelWindow } = await timed(() => client.cancelPlan(id));
+      const ex = proxy.takeOne();
+      expect(ex.requestBody).toBe('');
+      const raw = okJson(ex, 'POST', `//v1/plan/${id}`);
+      expect(keysOf(raw)).toEqual(PLAN_KEYS);
+      expect(raw).toEqual({ ...listedPlan, status: PlanStatus.CANCELLED, updated_at: raw.updated_at });
+      expectEpochMs(raw.updated_at, cancelWindow);
+      expect(cancelled).toBeInstanceOf(Plan);
+      expect(cancelled).toEqual(raw);
+
+      const got = await client.getPlan(id);
+      const getRaw = okJson(proxy.takeOne(), 'GET', `//v1/plan/${id}`);
+      expect(getRaw.plan).toEqual(raw);
+      expect(expectTask(getRaw.latest_task, id)).toMatchObject({ status: TaskStatus.CANCELLED, executed_at: null });
+      expect(got).toEqual(getRaw);
+      // Cancel wins over the pause: the richer state is CANCELLED, no longer PAUSED.
+      const state = (await request(http).get(`/v1/plan/${id}/state`).expect(200)).body;
+      expect(state).toEqual({ plan_id: id, status: 'CANCELLED', paused_at: null, overlap: asObject(listedPlan.type).overlap, next_execution_at: null });
+    }
+
+    const after = await client.listPlans(owner.id, 0);
+    proxy.take();
+    expect(after.plans.map((p) => [p.id, p.status])).toEqual([
+      [plain.id, PlanStatus.CREATED],
+      [toPause.id, PlanStatus.CANCELLED],
+      [cron.id, PlanStatus.CANCELLED],
+    ]);
   });
 
   it('works with the unmodified ESM package run by plain node (no Jest transform)', async () => {

@@ -31,6 +31,18 @@ export interface Recurring {
   end_at?: number | null;
 }
 export type PlanType = OneTime | Recurring;
+/**
+ * Karya's Cron plan type (issue 13). The client has no class for it and cannot submit one, but reads it back:
+ * its Plan constructor copies `type` as it came, so a cron plan's `type` is this plain JSON.
+ */
+export interface Cron {
+  type: 'karya.core.entities.PlanType.Cron';
+  expression: string;
+  time_zone: string;
+  end_at: number | null;
+  /** Present only when the plan was submitted with one. */
+  overlap?: 'ALLOW' | 'SKIP' | 'BUFFER_ONE';
+}
 
 export interface EmptyBody {
   type: 'karya.core.entities.http.Body.EmptyBody';
@@ -109,7 +121,8 @@ export interface Plan {
   user_id: string;
   description: string;
   period_time: string;
-  type: PlanType;
+  /** What the server answers: one of the client's own types, or a Cron type it has no class for. */
+  type: PlanType | Cron;
   status: PlanStatusName;
   max_failure_retry: number;
   action: Action;

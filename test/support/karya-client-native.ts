@@ -72,27 +72,61 @@ await client.close();
 process.stdout.write(JSON.stringify(out));
 `;
 
+/**
+ * Reads plans the client never wrote (issue 13: cron and paused plans, submitted and paused over raw HTTP):
+ * lists the user's first page, then gets each plan and its summary. Any throw (a crash in the client's
+ * classes, an HTTP error) fails the script, so the run rejects with its stderr.
+ */
+const NATIVE_READER_SCRIPT = `
+import { ClientConfig } from 'karya-client/client/config.js';
+import { KaryaRestClient } from 'karya-client/client/karya-rest-client.js';
+
+const client = new KaryaRestClient(new ClientConfig(new URL(process.env.KARYA_URL)));
+const list = await client.listPlans(process.env.KARYA_USER_ID, 0);
+const out = { list, listClass: list.constructor.name, plans: {} };
+for (const id of JSON.parse(process.env.KARYA_PLAN_IDS)) {
+  const get = await client.getPlan(id);
+  const summary = await client.getSummary(id);
+  out.plans[id] = { get, getClass: get.constructor.name, summary, summaryClass: summary.constructor.name };
+}
+await client.close();
+process.stdout.write(JSON.stringify(out));
+`;
+
 /** The JSON the native script printed, keyed by step. */
 export type NativeRun = Record<string, Record<string, unknown> | null>;
 
-/** With `adminKey`, runs the apikey-mode scenario: the admin creates the user and its key, the client uses the key. */
-export function runNativeClient(baseUrl: URL, userName: string, adminKey?: string): Promise<NativeRun> {
+/** What the reader script printed: the client's objects as JSON, and the names of their classes. */
+export interface NativeRead {
+  list: Record<string, unknown>;
+  listClass: string;
+  plans: Record<string, { get: Record<string, unknown>; getClass: string; summary: Record<string, unknown>; summaryClass: string }>;
+}
+
+/** Runs `script` as an ES module in a plain node child, from the project root, and parses what it printed. */
+function runScript<T>(script: string, env: Record<string, string>): Promise<T> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
-      ['--input-type=module', '-e', NATIVE_SCRIPT],
-      {
-        cwd: join(__dirname, '../..'),
-        env: { ...process.env, KARYA_URL: baseUrl.toString(), KARYA_USER: userName, KARYA_ADMIN_KEY: adminKey ?? '', NODE_OPTIONS: '' },
-        timeout: 30_000,
-      },
+      ['--input-type=module', '-e', script],
+      { cwd: join(__dirname, '../..'), env: { ...process.env, ...env, NODE_OPTIONS: '' }, timeout: 30_000 },
       (err, stdout, stderr) => {
         if (err) {
           reject(new Error(`native karya-client run failed: ${err.message}\n${stderr}`));
           return;
         }
-        resolve(JSON.parse(stdout) as NativeRun);
+        resolve(JSON.parse(stdout) as T);
       },
     );
   });
+}
+
+/** With `adminKey`, runs the apikey-mode scenario: the admin creates the user and its key, the client uses the key. */
+export function runNativeClient(baseUrl: URL, userName: string, adminKey?: string): Promise<NativeRun> {
+  return runScript<NativeRun>(NATIVE_SCRIPT, { KARYA_URL: baseUrl.toString(), KARYA_USER: userName, KARYA_ADMIN_KEY: adminKey ?? '' });
+}
+
+/** Lists `userId`'s first page of plans, then gets and summarises each of `planIds`, with the unmodified package. */
+export function runNativeReader(baseUrl: URL, userId: string, planIds: string[]): Promise<NativeRead> {
+  return runScript<NativeRead>(NATIVE_READER_SCRIPT, { KARYA_URL: baseUrl.toString(), KARYA_USER_ID: userId, KARYA_PLAN_IDS: JSON.stringify(planIds) });
 }
