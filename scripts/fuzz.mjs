@@ -2,11 +2,15 @@
 // PostgreSQL database), or `npm run fuzz -- --cases 50000 --seed 0x1234 --targets postgres,pglite`.
 //
 // It runs the fuzz suite (test/api-fuzz.e2e-spec.ts, which CI runs with 1,000 cases on both targets) with
-// these settings: every case is one valid request with one mutation, over every v1 endpoint; every answer must
-// be the contract's (never a 5xx, never a hang), and afterwards the database must hold exactly what was
-// acknowledged (every plan a 200 answered, once, as last echoed by POST, PATCH or cancel, with its first task;
-// no plan or user that no 200 acknowledged). Prints a summary per target and exits non-zero on any violation.
-// The same seed gives the same requests (up to the ids the server assigns).
+// these settings: every case is one valid request with one mutation, over every v1 plan and user endpoint,
+// issue 13's included (Cron plan types and overlap; pause, resume, run now and the schedule state on live,
+// paused, cancelled and completed plans; the list's status filter). Every answer must be the contract's (never
+// a 5xx, never a hang; exact key sets of Plan, Task and PlanState; a 409 naming the plan and its status; what
+// the run's earlier answers imply, e.g. PAUSED in the state of a paused plan whose v1 Plan still says CREATED),
+// and afterwards the database must hold exactly what was acknowledged (every plan a 200 answered, once, as last
+// echoed by POST, PATCH or cancel, paused as pause and resume answered, with its first task and one more per
+// run now; no plan or user that no 200 acknowledged). Prints a summary per target and exits non-zero on any
+// violation. The same seed gives the same requests (up to the ids the server assigns).
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';

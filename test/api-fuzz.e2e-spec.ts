@@ -8,7 +8,7 @@ import { createApp } from '../src/app.factory';
 import { loadConfig } from '../src/config/config.loader';
 import { Expectation, FuzzCase, generateCases, pct, RunState, decoded } from './support/fuzz-cases';
 import { AckLedger, canonical, LedgerVerdict, sentObject, Stored, STORED_QUERIES } from './support/fuzz-ledger';
-import { BODY_LIMIT_BYTES, FuzzContext, PLAN_KEYS, T } from './support/fuzz-model';
+import { BODY_LIMIT_BYTES, CRON, factsOf, FuzzContext, PLAN_KEYS, PLAN_STATE_KEYS, T, TASK_KEYS } from './support/fuzz-model';
 import { seedFrom } from './support/fuzz-rng';
 import { freePort, KaryaProcess } from './support/karya-process';
 import { createTestDatabase } from './support/postgres';
@@ -20,17 +20,27 @@ import { TempDir } from './support/temp-files';
  * mutation: a required field deleted, a wrong JSON type, an unknown `type` discriminator at any depth, huge
  * strings, bad UUIDs (body, path, query), bad pages, duplicated query parameters, control and unicode
  * characters, deeply nested chained requests, unknown keys (ignored), odd-case enums (accepted), bad
- * period_time strings, malformed JSON, wrong content types and empty bodies, over all eight endpoints.
+ * period_time strings, malformed JSON, wrong content types and empty bodies, over all twelve plan and user
+ * endpoints. Issue 13's: Cron plan types (field counts, bad and never-firing expressions, unknown and odd time
+ * zones, end_at edges, overlap on Cron and Recurring, period_time left out, repeated or not), pause, resume,
+ * run now and the schedule state on live, paused, cancelled and completed plans, and the list's status filter;
+ * each answer against what the run's earlier answers imply (a paused plan's state is PAUSED while its v1 Plan
+ * stays CREATED; run now on a paused, cancelled or completed plan is a 409 naming the plan and its status).
  *
  * Every answer must be what the contract says: 200 where the mutation keeps the request valid, otherwise a
  * 400 (404 for an unknown user or plan, 403 for a chained request for another user) with a non-empty
  * plain-text message naming the field at fault (and not a bare "Bad Request" or a JavaScript artefact such as
  * "got undefined"), and never a 5xx. A 200 must have the
- * exact key set, defaults filled in, enums upper-cased, unknown keys dropped, and (for odd characters) store
- * exactly what it echoed. The only other statuses allowed are body-parser's own 413 (body over Nest's default 100 KB
+ * exact key set (Plan, Task, PlanState, the list and the responses that nest them), defaults filled in, enums
+ * upper-cased, unknown keys dropped, only the v1 statuses, and (for odd characters) store exactly what it echoed. The only other statuses allowed are body-parser's own 413 (body over Nest's default 100 KB
  * JSON limit: createApp sets no other) and 415 (an unsupported charset or Content-Encoding). Afterwards the
  * server must still serve, and the database must hold exactly what was acknowledged: every plan a 200 answered
- * stored once, as last echoed (a PATCH or cancel included), with its first task, and nothing else.
+ * stored once, as last echoed (a PATCH or cancel included), paused as pause and resume answered, with its first
+ * task and one more per run now, and nothing else.
+ *
+ * Nothing runs a plan during the run, so what is stored follows from the answers alone: the server process has
+ * only the server role, and the embedded stack's scheduler polls once an hour (its first poll, at start-up,
+ * precedes every plan), so neither a run-now task nor a cron plan ever fires, and no action reaches a target.
  *
  * Two targets: the embedded stack in process (PGlite), and a real `node dist/main.js` server process on a fresh
  * PostgreSQL database (with Redis and RabbitMQ), read back with its own connection.
@@ -141,7 +151,10 @@ interface Target {
 async function embeddedTarget(tmp: TempDir): Promise<Target> {
   const logger = new CapturingLogger();
   const providers = tmp.write('providers.yml', 'repo:\n  provider: pglite\n  properties:\n    dataDir: memory\n');
-  const { config } = loadConfig({ KARYA_PROVIDERS_CONFIG_PATH: providers });
+  // Every role runs (the embedded providers need them all), but the scheduler claims nothing after start-up: run
+  // now makes tasks due at once, whose actions (and hooks) must not run against the model's sample targets.
+  const scheduler = tmp.write('scheduler.yml', 'application:\n  fetcher:\n    pollFrequency: 3600000\n');
+  const { config } = loadConfig({ KARYA_PROVIDERS_CONFIG_PATH: providers, KARYA_SCHEDULER_CONFIG_PATH: scheduler });
   const app: INestApplication = await createApp(config, { logger });
   const ds = app.get(DataSource);
   return {
@@ -215,22 +228,33 @@ describe.each(TARGETS)(`API fuzz: ${COUNT} generated malformed requests (seed ${
   const statusCounts = new Map<string, number>();
   let slowest = { ms: 0, n: 0 };
   let ctx: FuzzContext;
-  const state: RunState = { createdNames: new Set(), plansByUser: new Map() };
+  const state: RunState = { createdNames: new Set(), plansByUser: new Map(), plans: new Map() };
   let ledger: AckLedger;
 
   async function post(url: string, body: object): Promise<request.Response> {
     return request(http).post(url).send(body);
   }
 
-  async function setupPlan(userId: string, recurring: boolean): Promise<string> {
+  async function setupPlan(userId: string, planType: Record<string, unknown>): Promise<string> {
     const res = await post('/v1/plan', {
-      user_id: userId, description: 'fuzz target', period_time: 'P1D',
-      plan_type: { type: recurring ? T.Recurring : T.OneTime }, action: { type: T.Rest, base_url: 'localhost:9' },
+      user_id: userId, description: 'fuzz target', action: { type: T.Rest, base_url: 'localhost:9' }, plan_type: planType,
+      ...(planType.type === CRON ? {} : { period_time: 'P1D' }),
     });
     expect(res.status).toBe(200);
     expect(ledger.created(0, res.body)).toBeUndefined();
     state.plansByUser.set(userId, (state.plansByUser.get(userId) ?? 0) + 1);
+    state.plans.set(String(prop(res.body, 'id')), factsOf(res.body as Record<string, unknown>));
     return String(prop(res.body, 'id'));
+  }
+
+  /** A OneTime plan made COMPLETED in the database (nothing runs plans here), for the 409s of a completed plan. */
+  async function completedPlan(userId: string): Promise<string> {
+    const id = await setupPlan(userId, { type: T.OneTime });
+    await target.query(`UPDATE plans SET status = 'COMPLETED' WHERE id = '${id}'`);
+    await target.query(`UPDATE tasks SET status = 'SUCCESS', executed_at = now() WHERE plan_id = '${id}'`);
+    ledger.completedBehindApi(id);
+    state.plans.set(id, { ...state.plans.get(id)!, status: 'COMPLETED' });
+    return id;
   }
 
   beforeAll(async () => {
@@ -247,9 +271,11 @@ describe.each(TARGETS)(`API fuzz: ${COUNT} generated malformed requests (seed ${
     const otherUserId = String(prop(other.body, 'id'));
     ctx = {
       userId, userName, otherUserId,
-      oneTimePlanId: await setupPlan(userId, false),
-      recurringPlanId: await setupPlan(userId, true),
-      cancelPlanId: await setupPlan(userId, false),
+      oneTimePlanId: await setupPlan(userId, { type: T.OneTime }),
+      recurringPlanId: await setupPlan(userId, { type: T.Recurring }),
+      cronPlanId: await setupPlan(userId, { type: CRON, expression: '0 9 * * 1-5', time_zone: 'Europe/Berlin', overlap: 'SKIP' }),
+      cancelPlanId: await setupPlan(userId, { type: T.OneTime }),
+      completedPlanId: await completedPlan(userId),
     };
   }, 120_000);
 
@@ -270,6 +296,10 @@ describe.each(TARGETS)(`API fuzz: ${COUNT} generated malformed requests (seed ${
 
   /** Checks of every 200 answer, per endpoint (exact top-level key sets, as the Python client needs). */
   function checkSuccess(c: FuzzCase, body: unknown): string | undefined {
+    if (c.endpoint === 'GET /v1/plan/{id}/state' || c.endpoint === 'POST /v1/plan/{id}/pause' || c.endpoint === 'POST /v1/plan/{id}/resume') {
+      if (keysOf(body) !== [...PLAN_STATE_KEYS].sort().join(',')) return `PlanState keys are ${keysOf(body)}`;
+    }
+    if (c.endpoint === 'POST /v1/plan/{id}/run' && keysOf(body) !== [...TASK_KEYS].sort().join(',')) return `Task keys are ${keysOf(body)}`;
     if (c.endpoint === 'POST /v1/plan' || c.endpoint === 'PATCH /v1/plan' || c.endpoint === 'POST /v1/plan/{id}') {
       if (keysOf(body) !== [...PLAN_KEYS].sort().join(',')) return `Plan keys are ${keysOf(body)}`;
       if (c.endpoint === 'POST /v1/plan' && prop(body, 'status') !== 'CREATED') return `status ${String(prop(body, 'status'))}`;
@@ -313,10 +343,26 @@ describe.each(TARGETS)(`API fuzz: ${COUNT} generated malformed requests (seed ${
       case 'POST /v1/plan': {
         const owner = String(prop(body, 'user_id')).toLowerCase();
         state.plansByUser.set(owner, (state.plansByUser.get(owner) ?? 0) + 1);
+        state.plans.set(String(prop(body, 'id')), factsOf(body as Record<string, unknown>));
         return ledger.created(c.n, body);
       }
       case 'PATCH /v1/plan': return ledger.patched(c.n, body, sentObject(c));
-      case 'POST /v1/plan/{id}': return ledger.cancelled(c.n, body);
+      case 'POST /v1/plan/{id}': {
+        const facts = state.plans.get(String(prop(body, 'id')));
+        if (facts) facts.status = String(prop(body, 'status'));
+        return ledger.cancelled(c.n, body);
+      }
+      case 'POST /v1/plan/{id}/pause': {
+        const facts = state.plans.get(String(prop(body, 'plan_id')));
+        if (facts && !facts.paused) Object.assign(facts, { paused: true, pausedAt: prop(body, 'paused_at') });
+        return ledger.paused(c.n, body);
+      }
+      case 'POST /v1/plan/{id}/resume': {
+        const facts = state.plans.get(String(prop(body, 'plan_id')));
+        if (facts) Object.assign(facts, { paused: false, pausedAt: null, status: String(prop(body, 'status')) });
+        return ledger.resumed(c.n, body);
+      }
+      case 'POST /v1/plan/{id}/run': return ledger.ran(c.n, body);
       case 'POST /v1/user':
         state.createdNames.add(decoded(String(prop(body, 'name'))));
         return ledger.userCreated(c.n, body);
@@ -355,10 +401,11 @@ describe.each(TARGETS)(`API fuzz: ${COUNT} generated malformed requests (seed ${
       if (listed && expected.text && !expected.text.test(answer.text)) problems.push(`the message does not match ${String(expected.text)}`);
     } else if (answer.status === 200) {
       if (!/^application\/json/.test(answer.contentType)) problems.push(`200 Content-Type is "${answer.contentType}"`);
-      const ack = record(c, answer.body);
-      if (ack) problems.push(ack);
+      // Checked against the run's state before this answer, which then updates it.
       const p = checkSuccess(c, answer.body) ?? c.checkOk?.(answer.body, state);
       if (p) problems.push(p);
+      const ack = record(c, answer.body);
+      if (ack) problems.push(ack);
       if (!p && c.roundTrip && (c.endpoint === 'POST /v1/plan' || c.endpoint === 'PATCH /v1/plan' || c.endpoint === 'POST /v1/user')) {
         const rt = await roundTrip(c, answer.body);
         if (rt) problems.push(rt);
@@ -393,7 +440,7 @@ describe.each(TARGETS)(`API fuzz: ${COUNT} generated malformed requests (seed ${
     return lines.join('\n');
   }
 
-  it('answers every mutated request with 200 (still valid) or a plain-text 400/403/404 naming the problem, never a 5xx', async () => {
+  it('answers every mutated request with 200 (still valid) or a plain-text 400/403/404/409 naming the problem, never a 5xx', async () => {
     const cases = generateCases(SEED, COUNT, ctx);
     const failures: Failure[] = [];
     const started = Date.now();
@@ -423,7 +470,7 @@ describe.each(TARGETS)(`API fuzz: ${COUNT} generated malformed requests (seed ${
         `${failures.length} failed; slowest answer ${slowest.ms} ms (#${slowest.n}); JSON body limit ${BODY_LIMIT_BYTES} bytes\n` +
         `  statuses: ${[...statusCounts].sort().map(([k, n]) => `${k} ${n}`).join(', ')}\n` +
         `  endpoints: ${histogram((c) => c.endpoint)}\n` +
-        `  body mutations: ${histogram((c) => (c.endpoint.startsWith('GET') || c.endpoint.endsWith('{id}') ? 'query/path' : c.family))}\n`,
+        `  body mutations: ${histogram((c) => (c.endpoint.startsWith('GET') || c.endpoint.includes('{id}') ? 'query/path' : c.family))}\n`,
     );
     if (failures.length > 0) throw new Error(report(failures, cases, ms));
   }, Math.max(180_000, COUNT * 100));
@@ -437,7 +484,8 @@ describe.each(TARGETS)(`API fuzz: ${COUNT} generated malformed requests (seed ${
     const f = verdict.figures;
     process.stdout.write(
       `api-fuzz on ${targetName}, seed ${SEED_TEXT}: stored vs acknowledged: ${f.plansAcknowledged} plans acknowledged (${f.patches} PATCHes, ` +
-        `${f.cancels} cancels), ${f.plansStored} stored; ${f.usersAcknowledged} users acknowledged, ${f.usersStored} stored; ` +
+        `${f.cancels} cancels, ${f.pauses} pauses, ${f.resumes} resumes, ${f.runs} runs now), ${f.plansStored} stored; ` +
+        `${f.usersAcknowledged} users acknowledged, ${f.usersStored} stored; ` +
         `${verdict.problems.length} violations\n`,
     );
     if (verdict.problems.length > 0) {

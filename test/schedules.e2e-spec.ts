@@ -1,6 +1,8 @@
 import { INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
+import { TaskResultsRepository } from '../src/modules/executor/task-results.repository';
+import { EXECUTOR_MESSAGE_TYPE, ExecutorMessage } from '../src/pipeline/executor-message';
 import { HttpSink, SinkHit, waitFor } from './support/http-sink';
 import { startInProcessKarya, stopInProcessKarya } from './support/in-process-karya';
 import { stacks } from './support/stacks';
@@ -155,6 +157,53 @@ describe.each(stacks())('schedules (cron, overlap, pause, run now) on $name', (t
     expect(resumed).toMatchObject({ status: 'COMPLETED', paused_at: null, next_execution_at: null });
     expect((await summary(plan.id)).plan.status).toBe('COMPLETED');
     expect(hitsOf(plan.id).filter((h) => h.receivedAt >= pausedAt)).toEqual([]);
+  });
+
+  it('a bounded BUFFER_ONE plan paused while its final occurrence waits completes on resume, that occurrence set aside', async () => {
+    const endAt = Math.ceil((Date.now() + 2000) / SECOND) * SECOND;
+    const plan = await submit({
+      plan_type: { type: CRON, expression: '* * * * * *', overlap: 'BUFFER_ONE', end_at: endAt },
+      action: { type: T.Rest, base_url: `${sink.baseUrl}/slow/3000?final-buffered`, timeout: 10_000 },
+    });
+    await waitFor(async () => {
+      const rows: { status: string }[] = await ds.query(`SELECT status FROM tasks WHERE plan_id = $1 AND next_execution_at = $2`, [plan.id, new Date(endAt)]);
+      return rows[0]?.status === 'BUFFERED';
+    }, 10_000, 'the final occurrence waiting');
+    await request(http).post(`/v1/plan/${plan.id}/pause`).expect(200);
+    // Its time has passed: like any occurrence the pause set aside, it is not caught up, and with nothing left
+    // to run the plan ends now (before this fix it was dropped and the plan stayed RUNNING for ever).
+    expect((await request(http).post(`/v1/plan/${plan.id}/resume`).expect(200)).body.status).toBe('COMPLETED');
+    const s = await summary(plan.id);
+    expect(s.plan.status).toBe('COMPLETED');
+    expect((s.tasks as TaskJson[]).find((t) => t.next_execution_at === endAt)!.status).toBe('CANCELLED');
+    expect(sink.hits.filter((h) => h.planId === plan.id && h.path.includes('final-buffered')).length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('an occurrence handed back after its dispatch (a stopping scheduler) is dispatched again, not skipped as its own predecessor', async () => {
+    const plan = await submit({ period_time: 'PT1.5S', plan_type: { type: T.Recurring, overlap: 'SKIP' }, action: { type: T.Rest, base_url: `${sink.baseUrl}/handed-back` } });
+    // What release() leaves: the task CREATED again while the plan still names it as its active task.
+    const [first]: { id: string; partition_key: number }[] = await ds.query(`SELECT id, partition_key FROM tasks WHERE plan_id = $1`, [plan.id]);
+    await ds.query(`UPDATE plans SET active_task_id = $2, active_task_key = $3 WHERE id = $1`, [plan.id, first.id, first.partition_key]);
+    await waitFor(() => sink.hitsFor(first.id).length === 1, 5000, 'the first occurrence to run');
+    await cancel(plan.id);
+    expect(((await summary(plan.id)).error_logs as unknown[])).toEqual([]);
+  });
+
+  it('the executor hands a first attempt back only while its plan is still paused (a resume since its read wins)', async () => {
+    const plan = await submit({ period_time: 'PT1H', plan_type: { type: T.OneTime }, action: { type: T.Rest, base_url: `${sink.baseUrl}/race` } });
+    const [task]: { id: string; partition_key: number }[] = await ds.query(`SELECT id, partition_key FROM tasks WHERE plan_id = $1`, [plan.id]);
+    await ds.query(`UPDATE tasks SET status = 'PROCESSING', attempt = 1, dispatch_seq = 7 WHERE id = $1`, [task.id]);
+    const results = app.get(TaskResultsRepository);
+    const message: ExecutorMessage = {
+      type: EXECUTOR_MESSAGE_TYPE, planId: plan.id, taskId: task.id, partitionKey: task.partition_key, attempt: 1, dispatchSeq: 7,
+      action: plan.action, maxFailureRetry: 0, toBeExecutedAt: Date.now(),
+    };
+    expect(await results.paused(message)).toBe(false);
+    expect(await ds.query(`SELECT status, attempt FROM tasks WHERE id = $1`, [task.id])).toEqual([{ status: 'PROCESSING', attempt: 1 }]);
+    await ds.query(`UPDATE plans SET paused_at = now() WHERE id = $1`, [plan.id]);
+    expect(await results.paused(message)).toBe(true);
+    expect(await ds.query(`SELECT status, attempt FROM tasks WHERE id = $1`, [task.id])).toEqual([{ status: 'PAUSED', attempt: 0 }]);
+    await cancel(plan.id);
   });
 
   it('pause: no call while paused, v1 status unchanged, state PAUSED; resume: calls come back on the schedule', async () => {

@@ -1,6 +1,6 @@
 import { gunzipSync, inflateSync } from 'node:zlib';
 import { FuzzCase } from './fuzz-cases';
-import { PLAN_KEYS } from './fuzz-model';
+import { PLAN_KEYS, T } from './fuzz-model';
 
 /**
  * The API fuzz run's ledger of acknowledgements: every plan and user a 200 answer said was stored, as last
@@ -64,6 +64,8 @@ export interface StoredPlanRow {
   parent_plan_id: string | null;
   created_at: number;
   updated_at: number;
+  /** Set while paused (a cancelled plan may keep it: only live plans are checked). */
+  paused_at: number | null;
 }
 export interface StoredTaskRow {
   plan_id: string;
@@ -87,21 +89,48 @@ const MS = (col: string) => `(extract(epoch FROM ${col}) * 1000)::float8 AS ${co
 export const STORED_QUERIES = {
   plans:
     'SELECT id::text AS id, user_id::text AS user_id, description, period_time, type, status, max_failure_retry, action, hook, ' +
-    `parent_plan_id::text AS parent_plan_id, ${MS('created_at')}, ${MS('updated_at')} FROM plans`,
+    `parent_plan_id::text AS parent_plan_id, ${MS('created_at')}, ${MS('updated_at')}, ${MS('paused_at')} FROM plans`,
   tasks: 'SELECT plan_id::text AS plan_id, status, count(*)::int AS n FROM tasks GROUP BY plan_id, status',
   users: `SELECT id::text AS id, name, ${MS('created_at')} FROM users`,
 } as const;
 
 export interface LedgerVerdict {
   problems: string[];
-  figures: { plansAcknowledged: number; plansStored: number; patches: number; cancels: number; usersAcknowledged: number; usersStored: number };
+  figures: {
+    plansAcknowledged: number; plansStored: number; patches: number; cancels: number; pauses: number; resumes: number; runs: number;
+    usersAcknowledged: number; usersStored: number;
+  };
 }
 
+/** A plan as its 200 answers left it. */
+interface PlanEntry {
+  /** The last Plan echoed (submit, PATCH, cancel). */
+  plan: Wire;
+  n: number;
+  /** As the last pause or resume answered (PlanState); its paused_at while paused. */
+  paused: boolean;
+  pausedAt: number | null;
+  /**
+   * A pause or resume changed the plan after its last echo: its updated_at moved (PlanState does not say to
+   * what), so the stored one must be no earlier than the echoed one.
+   */
+  touched: boolean;
+  /** Run-now tasks still pending (CREATED, or PAUSED with their plan); a OneTime plan's run moves its one task instead. */
+  extras: number;
+  /** Run-now tasks a resume dropped (CANCELLED: occurrences missed while paused are not caught up). */
+  dropped: number;
+}
+
+const LIVE = ['CREATED', 'RUNNING'];
+
 export class AckLedger {
-  private readonly plans = new Map<string, { plan: Wire; n: number }>();
+  private readonly plans = new Map<string, PlanEntry>();
   private readonly users = new Map<string, { user: Wire; n: number }>();
   private patches = 0;
   private cancels = 0;
+  private pauses = 0;
+  private resumes = 0;
+  private runs = 0;
 
   /**
    * @param storedText how the database's driver returns a stored string: PGlite's wire layer drops a leading
@@ -115,8 +144,54 @@ export class AckLedger {
     const id = String(plan.id);
     const earlier = this.plans.get(id);
     if (earlier) return `plan ${id} was acknowledged as created twice (case #${earlier.n} and this one)`;
-    this.plans.set(id, { plan, n });
+    this.plans.set(id, { plan, n, paused: false, pausedAt: null, touched: false, extras: 0, dropped: 0 });
     return undefined;
+  }
+
+  /** A 200 to POST /v1/plan/{id}/pause (a PlanState): paused from now on; a first pause moves updated_at. */
+  paused(n: number, state: unknown): string | undefined {
+    this.pauses++;
+    const s = state as Wire;
+    const entry = this.plans.get(String(s.plan_id));
+    if (!entry) return `pause acknowledged plan ${String(s.plan_id)}, which no earlier answer acknowledged as created`;
+    if (s.status !== 'PAUSED') return `pause answered status ${String(s.status)}`;
+    if (!entry.paused) Object.assign(entry, { paused: true, pausedAt: s.paused_at as number, touched: true, n });
+    return undefined;
+  }
+
+  /** A 200 to POST /v1/plan/{id}/resume (a PlanState): the pending run-now tasks the pause held are dropped. */
+  resumed(n: number, state: unknown): string | undefined {
+    this.resumes++;
+    const s = state as Wire;
+    const entry = this.plans.get(String(s.plan_id));
+    if (!entry) return `resume acknowledged plan ${String(s.plan_id)}, which no earlier answer acknowledged as created`;
+    if (s.status === 'PAUSED') return 'resume answered status PAUSED';
+    if (entry.paused) {
+      Object.assign(entry, { paused: false, pausedAt: null, touched: true, n, dropped: entry.dropped + entry.extras, extras: 0 });
+      // A bounded plan whose end passed while paused completes on resume.
+      if (s.status !== entry.plan.status) entry.plan = { ...entry.plan, status: s.status };
+    }
+    return undefined;
+  }
+
+  /** A 200 to POST /v1/plan/{id}/run (a Task): one more pending task, except for a OneTime plan (its one task moves). */
+  ran(n: number, task: unknown): string | undefined {
+    this.runs++;
+    const t = task as Wire;
+    const entry = this.plans.get(String(t.plan_id));
+    if (!entry) return `run now acknowledged a task of plan ${String(t.plan_id)}, which no earlier answer acknowledged as created`;
+    const type = entry.plan.type as Wire | null;
+    if (type?.type !== T.OneTime) entry.extras++;
+    return undefined;
+  }
+
+  /**
+   * A plan made COMPLETED behind the API, with its one task SUCCESS (nothing runs plans in the fuzz run, so a
+   * suite that needs a completed plan writes one).
+   */
+  completedBehindApi(id: string): void {
+    const entry = this.plans.get(id);
+    if (entry) entry.plan = { ...entry.plan, status: 'COMPLETED' };
   }
 
   /** A 200 to PATCH /v1/plan: fields the request did not set must be as last acknowledged. */
@@ -154,34 +229,60 @@ export class AckLedger {
     if (!prev) return `${what} acknowledged plan ${id}, which no earlier answer acknowledged as created`;
     const problems = PLAN_KEYS.filter((k) => !mayChange(k) && !same(prev.plan[k], plan[k]))
       .map((k) => `${k} went from ${short(prev.plan[k])} (case #${prev.n}) to ${short(plan[k])}`);
-    this.plans.set(id, { plan, n });
+    // The echo carries the plan's updated_at again, whatever a pause or resume did to it before.
+    Object.assign(prev, { plan, n, touched: false });
     return problems.length === 0 ? undefined : `${what} changed what the request did not ask to: ${problems.join('; ')}`;
   }
 
   /**
-   * The database against the acknowledgements: every acknowledged plan stored once, exactly as last echoed, with
-   * one first task (CREATED, or CANCELLED with its plan); no plan or user stored that no 200 acknowledged.
+   * The tasks a plan must have, by status: its first task (CREATED; PAUSED while paused; CANCELLED with its plan;
+   * SUCCESS once COMPLETED), one more per run now of a recurring or cron plan (the same status, or CANCELLED once a
+   * resume dropped it). Nothing runs during the fuzz run, so no other task can exist.
+   */
+  private expectedTasks(e: PlanEntry): Map<string, number> {
+    const status = String(e.plan.status);
+    const pending = status === 'CANCELLED' ? 'CANCELLED' : e.paused ? 'PAUSED' : 'CREATED';
+    const out = new Map<string, number>();
+    const add = (s: string, k: number) => k > 0 && out.set(s, (out.get(s) ?? 0) + k);
+    add(status === 'COMPLETED' ? 'SUCCESS' : pending, 1);
+    add(pending, e.extras);
+    add('CANCELLED', e.dropped);
+    return out;
+  }
+
+  /**
+   * The database against the acknowledgements: every acknowledged plan stored once, exactly as last echoed (its
+   * updated_at no earlier, after a pause or resume), paused exactly when and since its answers said, with the
+   * tasks its answers imply (expectedTasks); no plan or user stored that no 200 acknowledged.
    */
   verify(stored: Stored): LedgerVerdict {
     const problems: string[] = [];
     const tasks = new Map<string, StoredTaskRow[]>();
     for (const t of stored.tasks) tasks.set(t.plan_id, [...(tasks.get(t.plan_id) ?? []), t]);
     const storedPlans = new Map(stored.plans.map((p) => [p.id, p]));
-    for (const [id, { plan, n }] of this.plans) {
+    for (const [id, entry] of this.plans) {
+      const { plan, n } = entry;
       const row = storedPlans.get(id);
       if (!row) {
         problems.push(`plan ${id} (acknowledged by case #${n}) is not stored`);
         continue;
       }
-      const diff = PLAN_KEYS.filter((k) => this.storedText(JSON.stringify(canonical(row[k as keyof StoredPlanRow]))) !== this.storedText(JSON.stringify(canonical(plan[k]))));
+      const diff = PLAN_KEYS.filter((k) => !(entry.touched && k === 'updated_at'))
+        .filter((k) => this.storedText(JSON.stringify(canonical(row[k as keyof StoredPlanRow]))) !== this.storedText(JSON.stringify(canonical(plan[k]))));
+      if (entry.touched && !(row.updated_at >= Number(plan.updated_at))) diff.push('updated_at');
       if (diff.length > 0) {
         problems.push(`plan ${id} (case #${n}) is stored unlike its last acknowledgement: ` +
-          diff.map((k) => `${k} stored ${short(row[k as keyof StoredPlanRow])}, acknowledged ${short(plan[k])}`).join('; '));
+          diff.map((k) => `${k} stored ${short(row[k as keyof StoredPlanRow])}, acknowledged ${short(plan[k])}${entry.touched && k === 'updated_at' ? ' or later' : ''}`).join('; '));
       }
-      const own = tasks.get(id) ?? [];
-      const expected = plan.status === 'CANCELLED' ? 'CANCELLED' : 'CREATED';
-      if (own.length !== 1 || own[0].n !== 1 || own[0].status !== expected) {
-        problems.push(`plan ${id} (case #${n}, ${String(plan.status)}) has tasks ${short(own.map((t) => `${t.n} ${t.status}`))}, expected one ${expected}`);
+      const pausedAt = entry.paused ? entry.pausedAt : null;
+      if (LIVE.includes(String(plan.status)) && row.paused_at !== pausedAt) {
+        problems.push(`plan ${id} (case #${n}) is stored with paused_at ${short(row.paused_at)}, but its answers say ${entry.paused ? `paused at ${String(pausedAt)}` : 'not paused'}`);
+      }
+      const own = new Map((tasks.get(id) ?? []).map((t) => [t.status, t.n]));
+      const expected = this.expectedTasks(entry);
+      const describe = (m: Map<string, number>) => short([...m].sort().map(([s, k]) => `${k} ${s}`));
+      if (describe(own) !== describe(expected)) {
+        problems.push(`plan ${id} (case #${n}, ${String(plan.status)}${entry.paused ? ', paused' : ''}) has tasks ${describe(own)}, expected ${describe(expected)}`);
       }
     }
     for (const row of stored.plans) {
@@ -205,7 +306,7 @@ export class AckLedger {
       problems,
       figures: {
         plansAcknowledged: this.plans.size, plansStored: stored.plans.length, patches: this.patches, cancels: this.cancels,
-        usersAcknowledged: this.users.size, usersStored: stored.users.length,
+        pauses: this.pauses, resumes: this.resumes, runs: this.runs, usersAcknowledged: this.users.size, usersStored: stored.users.length,
       },
     };
   }

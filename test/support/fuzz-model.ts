@@ -15,9 +15,12 @@ export type Path = readonly (string | number)[];
 
 export { T };
 
+/** Karya's cron plan type (issue 13), written out here as wire-types.ts writes the original's names. */
+export const CRON = 'karya.core.entities.PlanType.Cron';
+
 export const UNIONS = {
   action: [T.Rest, T.Slack, T.Email, T.Kafka, T.Chained],
-  planType: [T.OneTime, T.Recurring],
+  planType: [T.OneTime, T.Recurring, CRON],
   body: [T.JsonBody, T.EmptyBody],
 } as const;
 export type Union = keyof typeof UNIONS;
@@ -25,6 +28,13 @@ export type Union = keyof typeof UNIONS;
 export const PROTOCOLS = ['HTTP', 'HTTPS'] as const;
 export const METHODS = ['GET', 'POST', 'PATCH', 'PUT', 'DELETE'] as const;
 export const TRIGGERS = ['ON_FAILURE', 'ON_COMPLETION'] as const;
+/** `plan_type.overlap` of Recurring and Cron plans (optional; missing means ALLOW and is not filled in). */
+export const OVERLAPS = ['ALLOW', 'SKIP', 'BUFFER_ONE'] as const;
+/** The v1 Plan statuses (the published clients' enum) and the v1 Task statuses: fixed, whatever the server does inside. */
+export const PLAN_STATUSES = ['CREATED', 'RUNNING', 'COMPLETED', 'CANCELLED'] as const;
+export const TASK_STATUSES = ['CREATED', 'PROCESSING', 'SUCCESS', 'FAILURE', 'CANCELLED'] as const;
+/** GET /v1/plan's `status` filter: the v1 Plan statuses and PAUSED, any case. */
+export const LIST_FILTERS = [...PLAN_STATUSES, 'PAUSED'] as const;
 
 /** server.yml defaults the embedded app runs with. */
 export const RULES = { maxChainedDepth: 2, minRecurringPeriodMs: 1000 };
@@ -35,6 +45,10 @@ export const PLAN_KEYS = [
   'action', 'created_at', 'description', 'hook', 'id', 'max_failure_retry', 'parent_plan_id', 'period_time', 'status',
   'type', 'updated_at', 'user_id',
 ];
+/** The v1 Task (run now answers one). */
+export const TASK_KEYS = ['created_at', 'executed_at', 'id', 'next_execution_at', 'partition_key', 'plan_id', 'status'];
+/** GET /v1/plan/{id}/state, and what pause and resume answer. */
+export const PLAN_STATE_KEYS = ['next_execution_at', 'overlap', 'paused_at', 'plan_id', 'status'];
 
 // ------------------------------------------------------------------ JSON helpers
 
@@ -125,6 +139,72 @@ export const BAD_PERIODS: readonly string[] = [
   'x'.repeat(65), `PT${'0'.repeat(70)}1S`, 'null', '30', '30s', '1 hour', 'P1DT-1000000H',
 ];
 
+/**
+ * Cron expressions the contract accepts: 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds
+ * first, standard cron syntax (lists, ranges, steps, month and day names in any case, `L`, `W`, `#`), separated
+ * by spaces or tabs, surrounding whitespace ignored, each firing at least once and never more often than
+ * minRecurringPeriod (1 s, so every 6-field expression passes). None of them runs during the fuzz run (see the
+ * suite).
+ */
+export const GOOD_CRONS: readonly string[] = [
+  '0 9 * * 1-5', '*/5 * * * *', '0 0 1 1 *', '30 2 * * *', '0 * * * *', '15,45 2 * * *', '0 0 29 2 *', '59 23 31 12 *',
+  '0-59/15 * * * *', '0 0 1-31/2 * *', '00 09 * * *', '0 0 * * MON,WED,FRI', '0 0 * * mon-wed,fri', '0 9 * jan mon',
+  '0 9 * JAN MON-FRI', '0 9 * * 7', '0 9 * * 0', '0 0 * * 1-7', '0 0 * * SUN-SAT', '*,* * * * *', ' 0 9 * * * ', '0  9 * * *',
+  '0\t9\t*\t*\t*',
+  // Day-of-month and day-of-week both restricted: standard cron fires when either matches (so not never).
+  '0 0 31 2 1', '0 0 29 2 1',
+  // Last day, nearest weekday, nth weekday (the README lists them).
+  '0 0 L * *', '0 0 * * 5L', '0 0 * * 5#2', '0 0 15W * *',
+  // 6 fields, seconds first.
+  '*/2 * * * * *', '* * * * * *', '0 0 0 * * *', '0 */10 * * * *', '30 0 9 * * 1-5', '0 0 0 29 2 *', '59 59 23 31 12 *',
+];
+/** Expressions with too few or too many fields: a 400 naming plan_type.expression. */
+export const WRONG_FIELD_COUNT_CRONS: readonly string[] = [
+  '', ' ', '*', '* * * *', '0 9 * *', '* * * * * * *', '0 0 0 1 1 * 2030', '@daily', '@yearly', '@every 5m', '0 9 * * 1-5 x y',
+  '0,9,*,*,*', '0\u200b9\u200b*\u200b*\u200b*',
+];
+/** Right field count, bad values or syntax: a 400 naming plan_type.expression. */
+export const BAD_VALUE_CRONS: readonly string[] = [
+  '60 * * * *', '* 24 * * *', '* * 32 * *', '* * 0 * *', '* * * 13 *', '* * * 0 *', '0 9 * * 8', '*/0 * * * *', '5-1 * * * *',
+  'a b c d e', '+1 * * * *', '-1 * * * *', '1.5 * * * *', '0x1 * * * *', ',0 * * * *', '0, * * * *', '0 0 * * 7-1', '0 0 ** * *',
+  '0 0 */ * *', '1-60 * * * *', '*/61 * * * *', '\u0663 * * * *', '\uff10 * * * *', '0 0 * FOO *', '0 0 * * MONDAY', '60 0 0 * * *',
+  '0 60 0 * * *', '0 0 24 * * *', 'null null null null null', '0 0 29 2 * 2099', '% * * * *', "0 0 * * 1'", '0 0 1 1 1/',
+  'L * * * *',
+];
+/** Well-formed but never firing (no such day): a 400 naming plan_type.expression. */
+export const NEVER_CRONS: readonly string[] = ['0 0 31 2 *', '0 0 30 2 *', '0 0 31 4 *', '0 0 31 6 *', '0 0 31 9 *', '0 0 31 11 *', '0 0 0 30 2 *', '0 0 30,31 2 *'];
+/**
+ * Accepted or refused, either is within the contract: Quartz's `?` (not documented) and exotic Unicode whitespace
+ * or line breaks as the separator. Refused, the 400 names plan_type.expression; accepted, it is stored as sent.
+ */
+export const ODD_CRONS: readonly string[] = [
+  '? * * * *', '0 0 ? * *', '0\u00a09 * * *',
+  '0\u30009\u3000*\u3000*\u3000*', '0\u20289 * * *', '0\ufeff9 * * *', '0\n9 * * *', '0\r\n9 * * *',
+];
+
+/** IANA time zone names (and links in the IANA backward file), with and without daylight saving. */
+export const GOOD_ZONES: readonly string[] = [
+  'UTC', 'Etc/UTC', 'Europe/Berlin', 'America/New_York', 'Europe/London', 'Asia/Kolkata', 'Asia/Calcutta', 'US/Eastern', 'GMT',
+  'Etc/GMT+5', 'Etc/GMT-14', 'Australia/Lord_Howe', 'Pacific/Chatham', 'America/Argentina/Buenos_Aires', 'Asia/Kathmandu',
+  'Antarctica/Troll', 'Europe/Kyiv', 'Europe/Kiev', 'America/Sao_Paulo', 'CET', 'EST5EDT', 'Japan', 'Pacific/Kiritimati',
+];
+/** Not zone names: a 400 naming plan_type.time_zone. */
+export const BAD_ZONES: readonly string[] = [
+  '', ' ', 'Mars/Olympus', 'Europe/Berlin ', ' Europe/Berlin', 'UTC\n', 'Europe/Berl\u00edn', 'Z', '+01:00', '+0100', 'UTC+1',
+  'GMT+1', '+25:00', 'local', 'Europe', 'Europe/', '/UTC', 'Europe//Berlin', '../etc/passwd', 'Etc/GMT+15', 'Etc/Unknown',
+  'null', '0', 'Europe/Berlin\u0000', '\u0000', 'Europe\\Berlin', 'Europe/Berlin/Extra', 'UTC;DROP TABLE plans', '\u202eUTC',
+  // Unknown at 64 characters (the most a name may have), and longer.
+  'America/'.repeat(8), 'A'.repeat(64), `Europe/${'x'.repeat(500)}`, 'Europe/Berlin'.repeat(200),
+];
+/** Zone names in another case: ECMA-402 matches them case-insensitively, so either answer is in the contract. */
+export function oddCaseZone(rng: Rng): string {
+  return rng.oddCase(rng.pick(['Europe/Berlin', 'America/New_York', 'UTC', 'Asia/Kolkata', 'Etc/GMT+5']));
+}
+
+/** `end_at` of Recurring and Cron plans: epoch ms from 0 to year 9999, or null. */
+export const MAX_END_AT = 253_402_300_799_999;
+export const GOOD_END_ATS: readonly Json[] = [null, 0, 1, MAX_END_AT, 1_900_000_000_000, 4_102_444_800_000, 2 ** 31, 2 ** 32];
+
 export const GOOD_BASE_URLS: readonly string[] = [
   'localhost:9', 'sink.local:8080/hook', 'api.example.com/v1/x?y=1#f', '127.0.0.1:9', 'host', 'a.b.c:65535/p/q',
   'xn--bcher-kva.example/\u00fc', 'h:1/%20',
@@ -194,8 +274,35 @@ export interface FuzzContext {
   otherUserId: string;
   oneTimePlanId: string;
   recurringPlanId: string;
+  /** A Cron plan (overlap SKIP): PATCH may not change its period_time. */
+  cronPlanId: string;
   /** Cancelled over and over (cancel is idempotent). */
   cancelPlanId: string;
+  /** A OneTime plan that has COMPLETED (made so in the database: nothing runs plans during the fuzz run). */
+  completedPlanId: string;
+}
+
+/** What the run knows of a plan a 200 acknowledged, for the expected answers of the plan-id endpoints. */
+export interface PlanFacts {
+  /** Lower case. */
+  owner: string;
+  /** The v1 status (a paused plan keeps CREATED or RUNNING there). */
+  status: string;
+  paused: boolean;
+  /** From the PlanState that paused it. */
+  pausedAt: number | null;
+  /** The overlap PlanState reports: null for OneTime, ALLOW when the plan type has none. */
+  overlap: string | null;
+}
+
+/** The facts of a plan as POST /v1/plan echoed it. */
+export function factsOf(plan: Record<string, unknown>): PlanFacts {
+  const type = (typeof plan.type === 'object' && plan.type !== null ? plan.type : {}) as Record<string, unknown>;
+  const kind = String(type.type);
+  return {
+    owner: String(plan.user_id).toLowerCase(), status: String(plan.status), paused: false, pausedAt: null,
+    overlap: kind === T.OneTime ? null : typeof type.overlap === 'string' ? type.overlap : 'ALLOW',
+  };
 }
 
 export function validRestAction(rng: Rng): JsonObject {
@@ -249,14 +356,26 @@ export interface SubmitShape {
   size: number;
 }
 
+/** A valid Cron plan type: each optional key present or not. */
+export function validCronType(rng: Rng): JsonObject {
+  const t: JsonObject = { type: CRON, expression: rng.pick(GOOD_CRONS) };
+  if (rng.chance(0.6)) t.time_zone = rng.pick(GOOD_ZONES);
+  if (rng.chance(0.4)) t.end_at = rng.pick(GOOD_END_ATS);
+  if (rng.chance(0.5)) t.overlap = rng.pick(OVERLAPS);
+  return t;
+}
+
 export function validSubmit(rng: Rng, ctx: FuzzContext, shape: SubmitShape): JsonObject {
   const action = validAction(rng, ctx, shape.chainBudget, shape.size);
   // strictMode: a chained action needs a OneTime plan; a Recurring plan needs a period of at least 1 s.
-  const recurring = action.type !== T.Chained && rng.chance(0.4);
+  const kind = action.type === T.Chained ? T.OneTime : rng.weighted<string>([[T.OneTime, 45], [T.Recurring, 30], [CRON, 25]]);
+  const recurring = kind === T.Recurring;
   const periods = shape.topLevel ? LONG_PERIODS : [...LONG_PERIODS, ...SHORT_PERIODS];
   const candidates = periods.filter(([, ms]) => !recurring || ms >= RULES.minRecurringPeriodMs);
-  const planType: JsonObject = { type: recurring ? T.Recurring : T.OneTime };
-  if (recurring && rng.chance(0.5)) planType.end_at = rng.pick<Json>([null, 0, 253_402_300_799_999, 1_900_000_000_000]);
+  let planType: JsonObject = { type: kind };
+  if (recurring && rng.chance(0.5)) planType.end_at = rng.pick(GOOD_END_ATS);
+  if (recurring && rng.chance(0.3)) planType.overlap = rng.pick(OVERLAPS);
+  if (kind === CRON) planType = validCronType(rng);
   const req: JsonObject = {
     // A nested (chained) request may only be for the plan's owner (403 otherwise, covered by test/auth.e2e-spec.ts).
     user_id: shape.topLevel ? ctx.userId : rng.pick([ctx.userId, ctx.userId.toUpperCase()]),
@@ -265,6 +384,11 @@ export function validSubmit(rng: Rng, ctx: FuzzContext, shape: SubmitShape): Jso
     plan_type: planType,
     action,
   };
+  // A Cron plan's period_time is its expression: left out, or repeated exactly.
+  if (kind === CRON) {
+    if (rng.chance(0.6)) delete req.period_time;
+    else req.period_time = planType.expression;
+  }
   if (rng.chance(0.5)) {
     req.hooks = shape.size > 0 ? Array.from({ length: rng.int(0, 2) }, () => validHook(rng, ctx, shape.size - 1)) : [];
   }
@@ -272,16 +396,22 @@ export function validSubmit(rng: Rng, ctx: FuzzContext, shape: SubmitShape): Jso
   return req;
 }
 
-export function validUpdate(rng: Rng, ctx: FuzzContext): { body: JsonObject; recurring: boolean } {
-  const recurring = rng.chance(0.5);
-  const body: JsonObject = { plan_id: recurring ? ctx.recurringPlanId : ctx.oneTimePlanId };
-  if (rng.chance(0.5)) {
+export type UpdateTarget = 'oneTime' | 'recurring' | 'cron';
+
+export function validUpdate(rng: Rng, ctx: FuzzContext): { body: JsonObject; target: UpdateTarget } {
+  const target = rng.weighted<UpdateTarget>([['oneTime', 4], ['recurring', 4], ['cron', 2]]);
+  const recurring = target === 'recurring';
+  const body: JsonObject = { plan_id: target === 'recurring' ? ctx.recurringPlanId : target === 'cron' ? ctx.cronPlanId : ctx.oneTimePlanId };
+  // A Cron plan's schedule is its expression: PATCH keeps it (null or missing), and refuses a period.
+  if (target === 'cron') {
+    if (rng.chance(0.3)) body.period_time = null;
+  } else if (rng.chance(0.5)) {
     const periods = [...LONG_PERIODS, ...SHORT_PERIODS].filter(([, ms]) => !recurring || ms >= RULES.minRecurringPeriodMs);
     body.period_time = rng.pick(periods)[0];
   }
   if (rng.chance(0.4)) body.max_failure_retry = rng.pick<Json>([0, 5, 100, null]);
   if (rng.chance(0.5)) body.hooks = Array.from({ length: rng.int(0, 2) }, () => validHook(rng, ctx, 1));
-  return { body, recurring };
+  return { body, target };
 }
 
 // ------------------------------------------------------------------ slots
@@ -290,6 +420,10 @@ export type FieldKind =
   | { k: 'uuid'; role: 'user' | 'nestedUser' | 'plan' }
   | { k: 'text'; max?: number; nonEmpty?: boolean }
   | { k: 'period'; recurring: boolean }
+  /** A Cron plan's period_time: optional, and when given it must repeat `plan_type.expression` exactly. */
+  | { k: 'cronPeriod' }
+  | { k: 'cronExpr' }
+  | { k: 'timeZone' }
   | { k: 'baseUrl' }
   | { k: 'enum'; values: readonly string[] }
   | { k: 'int'; min: number; max: number }
@@ -319,20 +453,29 @@ export function submitSlots(req: JsonObject, base: Path, topLevel: boolean, out:
     out.push({ path: [...base, key], kind, required, present: key in req, nullOk: key === 'hooks' || key === 'max_failure_retry', fallback });
   const pt = req.plan_type;
   const recurring = isObj(pt) && pt.type === T.Recurring;
+  const cron = isObj(pt) && pt.type === CRON;
   add('user_id', { k: 'uuid', role: topLevel ? 'user' : 'nestedUser' }, true);
   add('description', { k: 'text', max: 255 }, true);
-  add('period_time', { k: 'period', recurring }, true);
+  // A Cron plan's stored and echoed period_time is its expression.
+  if (cron) add('period_time', { k: 'cronPeriod' }, false, isObj(pt) ? (pt.expression ?? null) : null);
+  else add('period_time', { k: 'period', recurring }, true);
   add('plan_type', { k: 'poly', union: 'planType' }, true);
   add('action', { k: 'poly', union: 'action' }, true);
   add('hooks', { k: 'hooks' }, false, []);
   add('max_failure_retry', { k: 'int', min: 0, max: 100 }, false, 3);
   if (isObj(pt)) {
-    out.push({ path: [...base, 'plan_type', 'type'], kind: { k: 'disc', union: 'planType' }, required: true, present: true, nullOk: false });
-    if (recurring) {
-      out.push({
-        path: [...base, 'plan_type', 'end_at'], kind: { k: 'int', min: 0, max: 253_402_300_799_999 },
-        required: false, present: 'end_at' in pt, nullOk: true, fallback: null,
-      });
+    const typePath = [...base, 'plan_type'];
+    const typeSlot = (key: string, kind: FieldKind, required: boolean, nullOk: boolean, fallback?: Json) =>
+      out.push({ path: [...typePath, key], kind, required, present: key in pt, nullOk, fallback });
+    out.push({ path: [...typePath, 'type'], kind: { k: 'disc', union: 'planType' }, required: true, present: true, nullOk: false });
+    if (cron) {
+      typeSlot('expression', { k: 'cronExpr' }, true, false);
+      typeSlot('time_zone', { k: 'timeZone' }, false, false, 'UTC');
+    }
+    if (recurring || cron) {
+      typeSlot('end_at', { k: 'int', min: 0, max: MAX_END_AT }, false, true, null);
+      // Optional with no filled-in default: missing stays missing (and means ALLOW).
+      typeSlot('overlap', { k: 'enum', values: OVERLAPS }, false, true);
     }
   }
   if (isObj(req.action)) actionSlots(req.action, [...base, 'action'], out);
@@ -340,12 +483,13 @@ export function submitSlots(req: JsonObject, base: Path, topLevel: boolean, out:
   return out;
 }
 
-export function updateSlots(req: JsonObject, recurring: boolean): Slot[] {
+export function updateSlots(req: JsonObject, target: UpdateTarget): Slot[] {
   const out: Slot[] = [];
   const add = (key: string, kind: FieldKind, required: boolean) =>
     out.push({ path: [key], kind, required, present: key in req, nullOk: !required });
   add('plan_id', { k: 'uuid', role: 'plan' }, true);
-  add('period_time', { k: 'period', recurring }, false);
+  // For a Cron plan a valid period is refused too (the update rules say so).
+  add('period_time', { k: 'period', recurring: target === 'recurring' }, false);
   add('max_failure_retry', { k: 'int', min: 0, max: 100 }, false);
   add('hooks', { k: 'hooks' }, false);
   if (Array.isArray(req.hooks)) hookListSlots(req.hooks, ['hooks'], out);
@@ -423,7 +567,7 @@ export function objectPaths(root: Json, base: Path = [], out: Path[] = []): Path
   return out;
 }
 
-// ------------------------------------------------------------------ chain rules oracle
+// ------------------------------------------------------------------ rules oracle
 
 function chainLength(action: Json | undefined): number {
   let n = 0;
@@ -435,25 +579,75 @@ function chainLength(action: Json | undefined): number {
   return n;
 }
 
-function actionBreaksRules(action: Json | undefined): boolean {
-  if (chainLength(action) > RULES.maxChainedDepth) return true;
-  return isObj(action) && action.type === T.Chained && isObj(action.request) && submitBreaksRules(action.request);
+export function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-export function hooksBreakRules(hooks: Json | undefined): boolean {
-  return Array.isArray(hooks) && hooks.some((h) => isObj(h) && actionBreaksRules(h.action));
+/** Where a nested request's rule message says it is: `` (top level), `action.request.`, `hooks[0].action.request.`. */
+function prefix(path: Path): string {
+  const l = label(path);
+  return l === '' ? '' : `${l}.`;
+}
+
+/** The Cron checks of a request whose fields are individually valid: a given period_time must repeat the expression. */
+function cronViolations(req: JsonObject, path: Path): string[] {
+  const pt = req.plan_type;
+  if (!isObj(pt) || pt.type !== CRON) return [];
+  const out: string[] = [];
+  const expression = pt.expression;
+  if (typeof expression === 'string') {
+    if (WRONG_FIELD_COUNT_CRONS.includes(expression) || BAD_VALUE_CRONS.includes(expression) || NEVER_CRONS.includes(expression)) {
+      out.push(`${escapeRegExp(prefix(path))}plan_type\\.expression: `);
+    }
+  }
+  if (typeof pt.time_zone === 'string' && BAD_ZONES.includes(pt.time_zone)) out.push(`${escapeRegExp(prefix(path))}plan_type\\.time_zone: `);
+  if ('period_time' in req && req.period_time !== expression) out.push(`${escapeRegExp(prefix(path))}period_time: `);
+  return out;
+}
+
+function actionViolations(action: Json | undefined, path: Path): string[] {
+  const out: string[] = [];
+  if (chainLength(action) > RULES.maxChainedDepth) out.push('Depth exceeded for chained request --- passed: \\d+ \\| allowed: \\d+');
+  if (isObj(action) && action.type === T.Chained && isObj(action.request)) out.push(...submitViolations(action.request, [...path, 'request']));
+  return out;
+}
+
+function hooksViolations(hooks: Json | undefined, path: Path): string[] {
+  return Array.isArray(hooks) ? hooks.flatMap((h, i) => (isObj(h) ? actionViolations(h.action, [...path, i, 'action']) : [])) : [];
 }
 
 /**
- * The contract's configured rules (strictMode, maxChainedDepth 2, minRecurringPeriod 1 s), applied to the
- * request and every request nested in it. Only meaningful for requests whose fields are individually valid.
+ * The contract's configured rules (strictMode, maxChainedDepth 2, minRecurringPeriod 1 s, a Cron plan's
+ * period_time), applied to the request and every request nested in it: the messages (as regular expression
+ * sources) a 400 may carry. Only meaningful for requests whose fields are individually valid; when several
+ * rules are broken, any one of them may be the one reported.
  */
-export function submitBreaksRules(req: JsonObject): boolean {
+export function submitViolations(req: JsonObject, path: Path = []): string[] {
   const pt = req.plan_type;
+  const out: string[] = [];
   const recurring = isObj(pt) && pt.type === T.Recurring;
-  if (recurring && typeof req.period_time === 'string' && (periodMs(req.period_time) ?? Infinity) < RULES.minRecurringPeriodMs) return true;
-  if (recurring && isObj(req.action) && req.action.type === T.Chained) return true;
-  return actionBreaksRules(req.action) || hooksBreakRules(req.hooks);
+  if (recurring && typeof req.period_time === 'string' && (periodMs(req.period_time) ?? Infinity) < RULES.minRecurringPeriodMs) {
+    out.push(`${escapeRegExp(prefix(path))}period_time: a Recurring plan's period must be at least`);
+  }
+  out.push(...cronViolations(req, path));
+  if (isObj(pt) && pt.type !== T.OneTime && isObj(req.action) && req.action.type === T.Chained) out.push('Chained requests cannot be recurring');
+  out.push(...actionViolations(req.action, [...path, 'action']), ...hooksViolations(req.hooks, [...path, 'hooks']));
+  return out;
 }
 
-export const RULE_TEXT = /Depth exceeded for chained request --- passed: \d+ \| allowed: \d+|Chained requests cannot be recurring|Recurring plan's period must be at least/;
+/** The PATCH rules: a Recurring plan's period, a Cron plan's (any period is refused), the hooks' chained requests. */
+export function updateViolations(req: JsonObject, target: UpdateTarget): string[] {
+  const out: string[] = [];
+  const period = req.period_time;
+  if (target === 'recurring' && typeof period === 'string' && (periodMs(period) ?? Infinity) < RULES.minRecurringPeriodMs) {
+    out.push("period_time: a Recurring plan's period must be at least");
+  }
+  if (target === 'cron' && typeof period === 'string') out.push('period_time: ');
+  out.push(...hooksViolations(req.hooks, ['hooks']));
+  return out;
+}
+
+/** A 400 carrying one of the violations' messages; undefined when there is none. */
+export function violationText(violations: string[]): RegExp | undefined {
+  return violations.length === 0 ? undefined : new RegExp(`(^|; )(${violations.map((v) => `(${v})`).join('|')})`);
+}

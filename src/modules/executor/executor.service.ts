@@ -21,6 +21,9 @@ import { StartedTask, TaskResultsRepository } from './task-results.repository';
  */
 const RECORD_RETRY_DELAYS_MS = [500, 1500, 3000, 5000];
 
+/** Plan statuses after which a task never runs. */
+const FINAL_PLAN: readonly PlanStatus[] = [PlanStatus.Cancelled, PlanStatus.Completed];
+
 @Injectable()
 export class ExecutorService {
   private readonly logger = new Logger('Executor');
@@ -71,18 +74,19 @@ export class ExecutorService {
     // The claim normally leased the task for its run already; only a dispatch that waited longer than the
     // scheduler's leaseTime (a deep queue) or came from an older scheduler must extend it first.
     const leaseNeeded = Date.now() + runLeaseMs(message.action);
-    const started = (message.leaseUntil ?? 0) >= leaseNeeded
+    let started = (message.leaseUntil ?? 0) >= leaseNeeded
       ? await this.results.check(message)
       : await this.results.start(message, new Date(leaseNeeded));
+    // Paused after the claim (claimed ahead of its due time): a fresh occurrence does not start. A retry or
+    // a lease re-dispatch (attempt > 1) continues an occurrence that started before the pause. The hand-back
+    // does not happen if a resume or cancel committed since the read: the plan is read again.
+    if (started && started.pausedAt !== null && message.attempt === 1 && !FINAL_PLAN.includes(started.planStatus)) {
+      if (await this.record('pause', message, () => this.results.paused(message))) return;
+      started = await this.results.check(message);
+    }
     if (!started) return; // stale: re-dispatched, finished or cancelled meanwhile
     if (started.planStatus === PlanStatus.Cancelled || started.planStatus === PlanStatus.Completed) {
       await this.record('cancellation', message, () => this.results.cancelled(message));
-      return;
-    }
-    // Paused after the claim (claimed ahead of its due time): a fresh occurrence does not start. A retry or
-    // a lease re-dispatch (attempt > 1) continues an occurrence that started before the pause.
-    if (started.pausedAt !== null && message.attempt === 1) {
-      await this.record('pause', message, () => this.results.paused(message));
       return;
     }
     try {

@@ -113,12 +113,21 @@ export class TaskResultsRepository {
    * Hands a first attempt of a paused plan back (its plan was paused after the claim): PAUSED, as if the
    * claim had not happened, for resume to schedule or drop.
    */
-  async paused(m: ExecutorMessage): Promise<void> {
-    await withTransientRetry(() =>
-      this.ds.query(`UPDATE tasks t SET status = $4, attempt = t.attempt - 1, lease_until = NULL WHERE ${FENCE}`, [
-        m.taskId, m.partitionKey, m.dispatchSeq, TaskStatus.Paused,
-      ]),
+  async paused(m: ExecutorMessage): Promise<boolean> {
+    // Only while the plan, locked FOR SHARE first (plan before task, the lock order of cancel and resume), is
+    // still paused and live: a resume or cancel that committed since the executor's read wins, and false
+    // tells the executor to read the plan again.
+    const rows = await withTransientRetry(() =>
+      sqlRows(
+        this.ds,
+        `WITH p AS (
+           SELECT id FROM plans WHERE id = $5 AND paused_at IS NOT NULL AND status IN ('${PlanStatus.Created}', '${PlanStatus.Running}') FOR SHARE
+         )
+         UPDATE tasks t SET status = $4, attempt = t.attempt - 1, lease_until = NULL FROM p WHERE ${FENCE} AND t.plan_id = p.id RETURNING t.id`,
+        [m.taskId, m.partitionKey, m.dispatchSeq, TaskStatus.Paused, m.planId],
+      ),
     );
+    return rows.length > 0;
   }
 
   /**

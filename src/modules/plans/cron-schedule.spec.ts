@@ -145,6 +145,25 @@ describe('CronSchedule DST policy (README "Cron plans and DST")', () => {
     });
   });
 
+  describe('times between whole seconds', () => {
+    it.each([
+      ['0 2 * * *', 'America/New_York', '2026-03-07T07:00:00Z', '2026-03-08T07:00:00Z'],
+      ['0 2 * * *', 'America/Chicago', '2026-03-07T08:00:00Z', '2026-03-08T08:00:00Z'],
+      ['30 1 * * *', 'Europe/London', '2026-03-28T01:30:00Z', '2026-03-29T01:00:00Z'],
+      ['30 2 * * *', 'Australia/Sydney', '2026-10-03T15:30:00Z', '2026-10-03T16:00:00Z'],
+      ['0 2 * * *', 'Australia/Lord_Howe', '2026-10-03T15:00:00Z', '2026-10-03T15:30:00Z'],
+    ])('%s in %s: the day before the spring-forward fire, from any millisecond, gives the transition', (expression, zone, from, expected) => {
+      const s = new CronSchedule(expression, zone);
+      const base = Date.parse(from);
+      // Found by review: a fractional start made the transition bisection stop moving (an endless loop).
+      for (const ms of [1, 250, 499, 500, 501, 999, 1500, 60_123]) expect(new Date(s.next(base + ms)!).toISOString()).toBe(z(expected));
+    });
+
+    it('reads any spelling of a zone as its canonical one', () => {
+      expect(fires('30 1 * * *', 'america/new_york', '2026-10-31T12:00:00Z', 1)).toEqual([z('2026-11-01T05:30:00Z')]);
+    });
+  });
+
   describe('bad input', () => {
     it.each([
       ['* * * *', 'UTC', /5 fields .* or 6 with seconds first, got 4/],

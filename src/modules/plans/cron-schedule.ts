@@ -39,9 +39,9 @@ function fieldsOf(expression: string): string[] {
 }
 
 /** Throws CronError unless `zone` is an IANA time zone name this runtime knows. */
-export function checkTimeZone(zone: string): void {
+export function checkTimeZone(zone: string): string {
   try {
-    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return new Intl.DateTimeFormat('en-US', { timeZone: zone }).resolvedOptions().timeZone;
   } catch {
     throw new CronError('must be an IANA time zone name such as UTC, Europe/Berlin or America/New_York');
   }
@@ -75,18 +75,23 @@ export class CronSchedule {
   private readonly everyHour: boolean;
   /** UTC has no transitions: croner's answers stand as they are (and come several times faster). */
   private readonly utc: boolean;
+  /** The zone's canonical name. */
+  private readonly zone: string;
 
   constructor(
     readonly expression: string,
     readonly timeZone: string,
   ) {
     const fields = fieldsOf(expression);
-    checkTimeZone(timeZone);
+    // The canonical name: Intl accepts any spelling (`america/new_york`), and the per-zone caches (ours and
+    // croner's) must not grow with spellings.
+    const zone = checkTimeZone(timeZone);
+    this.zone = zone;
     this.everyHour = fields[fields.length - 4] === '*';
-    this.utc = timeZone === 'UTC' || timeZone === 'Etc/UTC';
+    this.utc = zone === 'UTC' || zone === 'Etc/UTC';
     try {
       // utcOffset 0 rather than timezone 'UTC': the same instants without croner's per-call Intl conversion.
-      this.zoned = this.utc ? new Cron(expression, { utcOffset: 0, paused: true }) : new Cron(expression, { timezone: timeZone, paused: true });
+      this.zoned = this.utc ? new Cron(expression, { utcOffset: 0, paused: true }) : new Cron(expression, { timezone: zone, paused: true });
       this.wall = new Cron(expression, { utcOffset: 0, paused: true });
     } catch (e) {
       throw new CronError((e instanceof Error ? e.message : String(e)).replace(/^CronPattern: /, ''));
@@ -94,7 +99,10 @@ export class CronSchedule {
   }
 
   /** The first fire strictly after `after` (epoch ms), or null when the expression never fires again. */
-  next(after: number): number | null {
+  next(at: number): number | null {
+    // Fires fall on whole seconds, so the first after `at` is the first after its second; and the transition
+    // search below relies on whole-second bounds (with a fraction, its bisection could stop moving).
+    const after = Math.floor(at / SECOND) * SECOND;
     if (this.utc) return this.zoned.nextRun(new Date(after))?.getTime() ?? null;
     let from = after;
     // Each turn skips one fire croner proposed that the policy rejects; a handful at most (a DST day).
@@ -141,15 +149,15 @@ export class CronSchedule {
 
   /** Whether the local wall-clock time at instant `t` matches the expression. */
   private matchesWallClock(t: number): boolean {
-    const wall = t + offsetAt(this.timeZone, t);
+    const wall = t + offsetAt(this.zone, t);
     return this.wall.nextRun(new Date(wall - 1))?.getTime() === wall;
   }
 
   /** Whether `t` is the second occurrence of its wall-clock time (the repeated hour of a fall back). */
   private isSecondPass(t: number): boolean {
-    const before = offsetAt(this.timeZone, t - MAX_SHIFT);
-    const shift = before - offsetAt(this.timeZone, t);
-    return shift > 0 && offsetAt(this.timeZone, t - shift) === before;
+    const before = offsetAt(this.zone, t - MAX_SHIFT);
+    const shift = before - offsetAt(this.zone, t);
+    return shift > 0 && offsetAt(this.zone, t - shift) === before;
   }
 
   /**
@@ -171,20 +179,20 @@ export class CronSchedule {
   /** The zone's offset changes in (from - MAX_SHIFT, until], in order: instant, offset before, change. */
   private transitions(from: number, until: number): { at: number; before: number; shift: number }[] {
     const found: { at: number; before: number; shift: number }[] = [];
-    const start = from - MAX_SHIFT;
-    const end = Math.min(until, from + GAP_HORIZON);
+    const start = Math.floor((from - MAX_SHIFT) / SECOND) * SECOND;
+    const end = Math.ceil(Math.min(until, from + GAP_HORIZON) / SECOND) * SECOND;
     let lo = start;
-    let loOffset = offsetAt(this.timeZone, lo);
+    let loOffset = offsetAt(this.zone, lo);
     // Transitions are months apart, and never two in a day: stepping a day at a time finds each one.
     while (lo < end) {
       const hi = Math.min(lo + DAY, end);
-      const hiOffset = offsetAt(this.timeZone, hi);
+      const hiOffset = offsetAt(this.zone, hi);
       if (hiOffset !== loOffset) {
         let a = lo;
         let b = hi;
         while (b - a > SECOND) {
-          const mid = a + Math.floor((b - a) / 2 / SECOND) * SECOND;
-          if (offsetAt(this.timeZone, mid) === loOffset) a = mid;
+          const mid = a + Math.max(1, Math.floor((b - a) / 2 / SECOND)) * SECOND;
+          if (offsetAt(this.zone, mid) === loOffset) a = mid;
           else b = mid;
         }
         found.push({ at: b, before: loOffset, shift: hiOffset - loOffset });

@@ -238,15 +238,17 @@ export class PlansRepository {
 
   /**
    * When the plan's next occurrence is due: the earliest pending (CREATED or BUFFERED) task among its newest
-   * ten. Pending tasks are always among the newest (the next regular one, run-now extras, one buffered), and
-   * a bounded walk of tasks_plan_idx keeps this cheap for a plan with a long history.
+   * ten and the head of its schedule (the newest task without a successor: run-now extras have one, so any
+   * number of them cannot hide it). Both are short walks of tasks_plan_idx, cheap for a long history.
    */
   async nextDue(planId: string): Promise<Date | null> {
     const [row] = await withTransientRetry(() =>
       sqlRows<{ due: Date | null }>(
         this.ds,
         `SELECT min(next_execution_at) AS due FROM (
-           SELECT status, next_execution_at FROM tasks WHERE plan_id = $1 ORDER BY created_at DESC, id DESC LIMIT 10
+           (SELECT status, next_execution_at FROM tasks WHERE plan_id = $1 ORDER BY created_at DESC, id DESC LIMIT 10)
+           UNION ALL
+           (SELECT status, next_execution_at FROM tasks WHERE plan_id = $1 AND NOT next_created ORDER BY created_at DESC, id DESC LIMIT 1)
          ) newest WHERE status IN ($2, $3)`,
         [planId, TaskStatus.Created, TaskStatus.Buffered],
       ),

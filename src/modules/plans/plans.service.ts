@@ -240,10 +240,12 @@ export class PlansService {
       await this.plans.updatePlanFields(m, id, { pausedAt: null, updatedAt: now });
       const paused = await this.plans.pausedTasks(m, id);
       // A task whose successor exists already (a dispatch handed back, a run-now task, a buffered occurrence)
-      // is an occurrence missed while paused: dropped. The one that carries the schedule on resumes.
-      await this.plans.dropPausedTasks(m, paused.filter((t) => t.next_created).map((t) => t.id));
+      // is an occurrence missed while paused: dropped. The one that carries the schedule on resumes: the
+      // head of the schedule, or a bounded plan's final occurrence (marked next_created too, having none).
+      const carries = (t: (typeof paused)[number]) => !t.next_created || isFinal(plan, t.next_execution_at?.getTime() ?? null);
+      await this.plans.dropPausedTasks(m, paused.filter((t) => !carries(t)).map((t) => t.id));
       let ended = false;
-      for (const t of paused.filter((t) => !t.next_created)) {
+      for (const t of paused.filter(carries)) {
         const slot = t.next_execution_at?.getTime() ?? now.getTime();
         // A bounded plan whose final occurrence fell in the pause has nothing left to run: that occurrence is
         // skipped like the others, and the plan completes now (no run, so no ON_COMPLETION).
@@ -394,4 +396,10 @@ export function finalSlot(plan: Pick<PlanEntity, 'type' | 'periodTime'>, slot: n
     return cronSchedule(expression, time_zone).next(endAt - 1);
   }
   return null;
+}
+
+/** Whether an occurrence due at `slot` is a bounded recurring or cron plan's final one (at or after end_at). */
+function isFinal(plan: Pick<PlanEntity, 'type'>, slot: number | null): boolean {
+  const endAt = plan.type.end_at;
+  return plan.type.type !== PLAN_TYPE.OneTime && typeof endAt === 'number' && slot !== null && slot >= endAt;
 }

@@ -408,11 +408,6 @@ export class TaskClaimsRepository {
    * the next claim bumps it again before any message carries it.
    */
   private async gate(m: EntityManager, rows: ClaimedRow[], plans: Map<string, PlanRow>, now: number): Promise<Gated> {
-    const paused = rows.filter((r) => plans.get(r.plan_id)?.paused_at != null);
-    const managed = rows.filter((r) => plans.get(r.plan_id)?.paused_at == null && overlapOf(plans.get(r.plan_id)) !== 'ALLOW');
-    if (paused.length === 0 && managed.length === 0) return { dispatch: rows, advance: rows };
-    const dispatch = rows.filter((r) => !paused.includes(r) && !managed.includes(r));
-    const advance = [...dispatch];
     const handBack = async (of: ClaimedRow[], status: TaskStatus) => {
       if (of.length === 0) return;
       await m.query(
@@ -421,7 +416,28 @@ export class TaskClaimsRepository {
         [of.map((r) => r.id), of.map((r) => r.partition_key), status],
       );
     };
+    // The plans read above were not locked: a row is set aside as PAUSED only while its plan, locked FOR
+    // SHARE (a resume or cancel then waits for this claim), is still paused; a busy plan row means the next
+    // poll decides. Without the lock a resume committing meanwhile would leave a PAUSED task on an active plan.
+    let paused = rows.filter((r) => plans.get(r.plan_id)?.paused_at != null);
+    let busy: ClaimedRow[] = [];
+    if (paused.length > 0) {
+      const confirmed = await sqlRows<{ id: string; paused: boolean }>(
+        m,
+        `SELECT id, paused_at IS NOT NULL AS paused FROM plans WHERE id = ANY($1::uuid[]) ORDER BY id FOR SHARE SKIP LOCKED`,
+        [[...new Set(paused.map((r) => r.plan_id))]],
+      );
+      const still = new Map(confirmed.map((p) => [p.id, p.paused]));
+      busy = paused.filter((r) => !still.has(r.plan_id));
+      for (const r of paused.filter((r) => still.get(r.plan_id) === false)) plans.get(r.plan_id)!.paused_at = null;
+      paused = paused.filter((r) => still.get(r.plan_id) === true);
+    }
+    const managed = rows.filter((r) => plans.get(r.plan_id)?.paused_at == null && overlapOf(plans.get(r.plan_id)) !== 'ALLOW');
+    if (paused.length === 0 && busy.length === 0 && managed.length === 0) return { dispatch: rows, advance: rows };
+    const dispatch = rows.filter((r) => !paused.includes(r) && !busy.includes(r) && !managed.includes(r));
+    const advance = [...dispatch];
     await handBack(paused, TaskStatus.Paused);
+    await handBack(busy, TaskStatus.Created);
     if (managed.length === 0) return { dispatch, advance };
 
     const planIds = [...new Set(managed.map((r) => r.plan_id))].sort();
@@ -431,10 +447,13 @@ export class TaskClaimsRepository {
          SELECT id, active_task_id, active_task_key FROM plans WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED
        )
        SELECT p.id,
-         EXISTS (SELECT 1 FROM tasks a WHERE a.id = p.active_task_id AND a.partition_key = p.active_task_key AND ${IN_FLIGHT('a')}) AS running,
+         -- The rows of this claim are PROCESSING now, but none of them runs yet: one may be the active task
+         -- itself, handed back by a stopping scheduler (release()) after it was dispatched.
+         EXISTS (SELECT 1 FROM tasks a WHERE a.id = p.active_task_id AND a.partition_key = p.active_task_key AND a.id <> ALL($2::uuid[])
+           AND ${IN_FLIGHT('a')}) AS running,
          EXISTS (SELECT 1 FROM tasks b WHERE b.plan_id = p.id AND b.status = '${TaskStatus.Buffered}') AS buffered
        FROM p`,
-      [planIds],
+      [planIds, managed.map((r) => r.id)],
     );
     const state = new Map(locked.map((p) => [p.id, { running: p.running, buffered: p.buffered }]));
     const back: ClaimedRow[] = [];
@@ -591,11 +610,18 @@ function isLastRun(planType: JsonObject, slot: number): boolean {
  * for a plan type this version does not know (a row written by a newer one), which is left alone.
  */
 function nextOccurrence(plan: PlanRow, due: number, now: number): number | null | undefined {
-  if (plan.type.type === PLAN_TYPE.Recurring) return nextDue(due, parsePeriod(plan.period_time), plan.type.end_at, now);
-  if (plan.type.type === PLAN_TYPE.Cron) {
-    const { expression, time_zone } = plan.type;
-    if (typeof expression !== 'string' || typeof time_zone !== 'string') return undefined;
-    return nextCronDue(cronSchedule(expression, time_zone), due, plan.type.end_at, now);
+  try {
+    if (plan.type.type === PLAN_TYPE.Recurring) return nextDue(due, parsePeriod(plan.period_time), plan.type.end_at, now);
+    if (plan.type.type === PLAN_TYPE.Cron) {
+      const { expression, time_zone } = plan.type;
+      if (typeof expression !== 'string' || typeof time_zone !== 'string') return undefined;
+      return nextCronDue(cronSchedule(expression, time_zone), due, plan.type.end_at, now);
+    }
+  } catch (e) {
+    // A stored schedule this runtime refuses (an older time zone database in a rolling upgrade): one plan
+    // must not fail the claim of the whole batch, and with it its partitions. This occurrence still runs;
+    // the plan gets no successor, which this error says.
+    new Logger('TaskClaims').error(`plan ${plan.id}: cannot compute its next occurrence: ${e instanceof Error ? e.message : String(e)}`);
   }
   return undefined;
 }
