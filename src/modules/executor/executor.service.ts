@@ -8,7 +8,7 @@ import { Limiter } from '../../common/limiter';
 import { deadLetterReason, QueueName, TaskQueue } from '../../connectors/queue/queue.port';
 import { isDatabaseUnavailable } from '../../connectors/repo/transient';
 import { backoffDelay, DeadLetter } from '../../pipeline/retry';
-import { PLAN_TYPE } from '../plans/dto/discriminators';
+import { isLastRun } from '../plans/occurrences';
 import { ActionRegistry } from '../../actions/action-registry';
 import { HookPublisher } from '../hooks/hook-publisher';
 import { StartedTask, TaskResultsRepository } from './task-results.repository';
@@ -100,7 +100,7 @@ export class ExecutorService {
 
   /** Runs the action of a task this executor has taken, records the outcome and fires its hooks. */
   private async runStarted(message: ExecutorMessage, started: StartedTask): Promise<void> {
-    const last = this.isLastRun(started.planType, started.dueAt);
+    const last = isLastRun(started.planType, started.dueAt);
     const plugin = this.plugins.get(message.action.type);
     if (!plugin) {
       const reason = `No connector configured for ${String(message.action.type)}`;
@@ -197,15 +197,6 @@ export class ExecutorService {
     await this.hooks.fire('ON_FAILURE', hooks, {
       planId: message.planId, taskId: message.taskId, taskAttempt: message.attempt, taskStatus: TaskStatus.Failure,
     });
-  }
-
-  /**
-   * A OneTime plan ends with its task's final attempt; a bounded Recurring plan with the first run at or
-   * after end_at (its due slot, so a late run does not change which run is last).
-   */
-  private isLastRun(planType: Record<string, unknown>, dueAt: number): boolean {
-    if (planType.type === PLAN_TYPE.OneTime) return true;
-    return typeof planType.end_at === 'number' && dueAt >= planType.end_at;
   }
 
 }

@@ -17,6 +17,7 @@ import { TaskEntity, TaskStatus } from '../../connectors/repo/entities/task.enti
 import { DistributedLock } from '../../connectors/lock/lock.port';
 import { EgressPolicy } from '../../egress/egress-policy';
 import { cronSchedule } from './cron-schedule';
+import { firstSlotAtOrAfter, isLastRun } from './occurrences';
 import { OverlapPolicy, PLAN_TYPE } from './dto/discriminators';
 import { CronDto, SubmitPlanRequestDto, UpdatePlanRequestDto } from './dto/plan-request.dto';
 import { isCron, isRecurring } from './dto/plan-response.dto';
@@ -368,15 +369,7 @@ export class PlansService {
  */
 export function resumeDue(plan: Pick<PlanEntity, 'type' | 'periodTime'>, slot: number, now: number): number {
   if (slot >= now) return slot;
-  if (plan.type.type === PLAN_TYPE.Recurring) {
-    const period = Math.max(parsePeriod(plan.periodTime), 1);
-    return slot + Math.ceil((now - slot) / period) * period;
-  }
-  if (plan.type.type === PLAN_TYPE.Cron) {
-    const { expression, time_zone } = plan.type;
-    if (typeof expression === 'string' && typeof time_zone === 'string') return cronSchedule(expression, time_zone).next(now - 1) ?? now;
-  }
-  return now;
+  return firstSlotAtOrAfter(plan, slot, now) ?? now;
 }
 
 /**
@@ -386,20 +379,10 @@ export function resumeDue(plan: Pick<PlanEntity, 'type' | 'periodTime'>, slot: n
 export function finalSlot(plan: Pick<PlanEntity, 'type' | 'periodTime'>, slot: number): number | null {
   const endAt = plan.type.end_at;
   if (typeof endAt !== 'number' || plan.type.type === PLAN_TYPE.OneTime) return null;
-  if (slot >= endAt) return slot;
-  if (plan.type.type === PLAN_TYPE.Recurring) {
-    const period = Math.max(parsePeriod(plan.periodTime), 1);
-    return slot + Math.ceil((endAt - slot) / period) * period;
-  }
-  const { expression, time_zone } = plan.type;
-  if (plan.type.type === PLAN_TYPE.Cron && typeof expression === 'string' && typeof time_zone === 'string') {
-    return cronSchedule(expression, time_zone).next(endAt - 1);
-  }
-  return null;
+  return slot >= endAt ? slot : firstSlotAtOrAfter(plan, slot, endAt);
 }
 
 /** Whether an occurrence due at `slot` is a bounded recurring or cron plan's final one (at or after end_at). */
 function isFinal(plan: Pick<PlanEntity, 'type'>, slot: number | null): boolean {
-  const endAt = plan.type.end_at;
-  return plan.type.type !== PLAN_TYPE.OneTime && typeof endAt === 'number' && slot !== null && slot >= endAt;
+  return plan.type.type !== PLAN_TYPE.OneTime && slot !== null && isLastRun(plan.type, slot);
 }

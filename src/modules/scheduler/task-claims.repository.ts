@@ -9,6 +9,7 @@ import { JsonObject, PlanStatus } from '../../connectors/repo/entities/plan.enti
 import { TaskStatus } from '../../connectors/repo/entities/task.entity';
 import { cronSchedule, nextCronDue } from '../plans/cron-schedule';
 import { OverlapPolicy, PLAN_TYPE } from '../plans/dto/discriminators';
+import { isLastRun } from '../plans/occurrences';
 import { parsePeriod } from '../plans/period';
 import { RUN_LEASE_MARGIN_MS } from '../../pipeline/executor-message';
 
@@ -596,14 +597,6 @@ export class TaskClaimsRepository {
   }
 }
 
-/**
- * The executor's rule (ExecutorService.isLastRun): a OneTime plan ends with its task's final attempt, a
- * bounded Recurring plan with the first slot at or after end_at.
- */
-function isLastRun(planType: JsonObject, slot: number): boolean {
-  if (planType.type === PLAN_TYPE.OneTime) return true;
-  return typeof planType.end_at === 'number' && slot >= planType.end_at;
-}
 
 /**
  * The due time of the occurrence after one due at `due`: null when the plan has no more (ended), undefined

@@ -284,6 +284,16 @@ function isCronType(planType: unknown): boolean {
   return typeof planType === 'object' && planType !== null && (planType as { type?: unknown }).type === PLAN_TYPE.Cron;
 }
 
+/** OpenAPI for "any plan type": a oneOf over the three shapes with the `type` discriminator (submit and Plan). */
+export function planTypeSchema() {
+  const refs: Record<string, string> = {
+    [PLAN_TYPE.OneTime]: getSchemaPath(OneTimeDto),
+    [PLAN_TYPE.Recurring]: getSchemaPath(RecurringDto),
+    [PLAN_TYPE.Cron]: getSchemaPath(CronDto),
+  };
+  return { oneOf: Object.values(refs).map(($ref) => ({ $ref })), discriminator: { propertyName: 'type', mapping: refs } };
+}
+
 export const PLAN_TYPE_SUBTYPES = [
   { value: OneTimeDto, name: PLAN_TYPE.OneTime },
   { value: RecurringDto, name: PLAN_TYPE.Recurring },
@@ -355,17 +365,7 @@ export class SubmitPlanRequestDto {
   @ValidateIf((req: SubmitPlanRequestDto) => !isCronType(req.plan_type))
   period_time!: string;
 
-  @ApiProperty({
-    oneOf: [{ $ref: getSchemaPath(OneTimeDto) }, { $ref: getSchemaPath(RecurringDto) }, { $ref: getSchemaPath(CronDto) }],
-    discriminator: {
-      propertyName: 'type',
-      mapping: {
-        [PLAN_TYPE.OneTime]: getSchemaPath(OneTimeDto),
-        [PLAN_TYPE.Recurring]: getSchemaPath(RecurringDto),
-        [PLAN_TYPE.Cron]: getSchemaPath(CronDto),
-      },
-    },
-  })
+  @ApiProperty(planTypeSchema())
   @ValidateNested()
   @Type(() => Unrecognized, { discriminator: { property: 'type', subTypes: PLAN_TYPE_SUBTYPES }, keepDiscriminatorProperty: true })
   @IsDiscriminated(Object.values(PLAN_TYPE), 'plan type')

@@ -4,7 +4,7 @@ import { JsonObject, PlanEntity, PlanStatus } from '../../../connectors/repo/ent
 import { TaskEntity, WIRE_TASK_STATUSES, WireTaskStatus, wireTaskStatus } from '../../../connectors/repo/entities/task.entity';
 import { ERROR_LOG_TYPE, OVERLAP_POLICIES, OverlapPolicy, PLAN_TYPE } from './discriminators';
 import type { PlanState } from '../plans.service';
-import { actionSchema, CronDto, HookDto, OneTimeDto, RecurringDto } from './plan-request.dto';
+import { actionSchema, HookDto, planTypeSchema } from './plan-request.dto';
 
 /*
  * Response shapes of the wire contract. The top-level key sets are exact (the Python client builds its
@@ -25,17 +25,7 @@ export class PlanDto {
   @ApiProperty({ format: 'uuid' }) user_id!: string;
   @ApiProperty() description!: string;
   @ApiProperty({ example: 'PT30S', description: 'ISO-8601 duration as submitted; for a Cron plan, its expression' }) period_time!: string;
-  @ApiProperty({
-    oneOf: [{ $ref: getSchemaPath(OneTimeDto) }, { $ref: getSchemaPath(RecurringDto) }, { $ref: getSchemaPath(CronDto) }],
-    discriminator: {
-      propertyName: 'type',
-      mapping: {
-        [PLAN_TYPE.OneTime]: getSchemaPath(OneTimeDto),
-        [PLAN_TYPE.Recurring]: getSchemaPath(RecurringDto),
-        [PLAN_TYPE.Cron]: getSchemaPath(CronDto),
-      },
-    },
-  })
+  @ApiProperty(planTypeSchema())
   type!: JsonObject;
   @ApiProperty({ enum: PlanStatus, enumName: 'PlanStatus', description: 'A paused plan shows CREATED or RUNNING here; GET /v1/plan/{id}/state says PAUSED' })
   status!: PlanStatus;
