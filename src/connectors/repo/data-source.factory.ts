@@ -11,11 +11,12 @@ import { initialSchemaMigration } from './migrations/initial-schema.migration';
 import { ApiKeys1765000000000 } from './migrations/api-keys.migration';
 import { HookRetries1766000000000 } from './migrations/hook-retries.migration';
 import { DeadLetters1767000000000 } from './migrations/dead-letters.migration';
+import { Operations1769000000000 } from './migrations/operations.migration';
 import { Schedules1768000000000 } from './migrations/schedules.migration';
 import { PlansFillfactor1764000000000 } from './migrations/plans-fillfactor.migration';
 
 export function karyaMigrations(partitions: number): (new () => MigrationInterface)[] {
-  return [initialSchemaMigration(partitions), PlansFillfactor1764000000000, ApiKeys1765000000000, HookRetries1766000000000, DeadLetters1767000000000, Schedules1768000000000];
+  return [initialSchemaMigration(partitions), PlansFillfactor1764000000000, ApiKeys1765000000000, HookRetries1766000000000, DeadLetters1767000000000, Schedules1768000000000, Operations1769000000000];
 }
 
 /** An arbitrary constant naming Karya's migration advisory lock, so concurrent starts migrate once. */

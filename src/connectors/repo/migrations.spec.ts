@@ -394,3 +394,38 @@ describe('the schedules migration on a database holding the previous schema and 
     );
   });
 });
+
+describe('the operations migration on a database holding the previous schema and its data (psql)', () => {
+  let db7: TestDatabase;
+  beforeAll(async () => (db7 = await createTestDatabase()));
+  afterAll(async () => db7.drop());
+
+  it('adds task_stats and plans.trace_context beside the existing rows, which are kept as they were', async () => {
+    const userId = randomUUID();
+    const planId = randomUUID();
+    await upgradeFromPrevious(
+      db7.url,
+      'Operations1769000000000',
+      async (old) => {
+        await old.query(`INSERT INTO users (id, name) VALUES ($1, 'before-operations')`, [userId]);
+        await old.query(
+          `INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, created_at, updated_at, paused_at)
+           VALUES ($1, $2, 'old plan', 'PT1M', '{"type":"karya.core.entities.PlanType.Recurring","end_at":null}', 'RUNNING', 3, '{}', now(), now(), now())`,
+          [planId, userId],
+        );
+      },
+      async (ds) => {
+        const [plan] = await ds.query(`SELECT status, period_time, paused_at IS NOT NULL AS paused, trace_context FROM plans WHERE id = $1`, [planId]);
+        expect(plan).toEqual({ status: 'RUNNING', period_time: 'PT1M', paused: true, trace_context: null });
+        const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+        await ds.query(`UPDATE plans SET trace_context = $2 WHERE id = $1`, [planId, traceparent]);
+        await ds.query(`INSERT INTO task_stats (bucket, user_id, succeeded, failed, lateness) VALUES (now(), $1, 3, 1, '{1,2,0}')`, [userId]);
+        expect(await ds.query(`SELECT succeeded, failed, lateness FROM task_stats WHERE user_id = $1`, [userId])).toEqual([
+          { succeeded: 3, failed: 1, lateness: [1, 2, 0] },
+        ]);
+        const idx: { indexdef: string }[] = await ds.query(`SELECT indexdef FROM pg_indexes WHERE indexname = 'task_stats_bucket_idx'`);
+        expect(idx[0].indexdef).toMatch(/\(bucket, user_id\)/);
+      },
+    );
+  });
+});
