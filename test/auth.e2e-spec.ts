@@ -164,6 +164,10 @@ describe('apikey mode on real PostgreSQL, Redis and RabbitMQ', () => {
     { name: 'POST /v1/user/{id}/keys', call: (a) => send(request(http).post(`/v1/user/${userA.id}/keys`), a), expect: { other: 403, own: 200, admin: 200 } },
     { name: 'GET /v1/user/{id}/keys', call: (a) => send(request(http).get(`/v1/user/${userA.id}/keys`), a), expect: { other: 403, own: 200, admin: 200 } },
     { name: 'DELETE /v1/user/{id}/keys/{key_id}', call: async (a) => send(request(http).delete(`/v1/user/${userA.id}/keys/${await keyOfA()}`), a), expect: { other: 403, own: 200, admin: 200 } },
+    { name: 'GET /v1/stats', call: (a) => send(request(http).get('/v1/stats'), a), expect: { other: 200, own: 200, admin: 200 } },
+    { name: 'GET /v1/stats?user_id=', call: (a) => send(request(http).get('/v1/stats').query({ user_id: userA.id as string }), a), expect: { other: 403, own: 200, admin: 200 } },
+    { name: 'GET /v1/whoami', call: (a) => send(request(http).get('/v1/whoami'), a), expect: { other: 200, own: 200, admin: 200 } },
+    { name: 'GET /v1/plan/{id}/fires', call: async (a) => send(request(http).get(`/v1/plan/${await scheduleOfA()}/fires`), a), expect: { other: 404, own: 200, admin: 200 } },
   ];
 
   describe.each(endpoints)('$name', (endpoint) => {
@@ -289,6 +293,7 @@ describe('apikey mode on real PostgreSQL, Redis and RabbitMQ', () => {
       ['cancel', request(http).post(`/v1/plan/${planId}`).type('form').send(''), 404],
       ...ids.flatMap((id, i): [string, request.Test, number][] => [
         [`state of plan ${i}`, request(http).get(`/v1/plan/${id}/state`), 404],
+        [`fires of plan ${i}`, request(http).get(`/v1/plan/${id}/fires`), 404],
         [`pause plan ${i}`, request(http).post(`/v1/plan/${id}/pause`), 404],
         [`resume plan ${i}`, request(http).post(`/v1/plan/${id}/resume`), 404],
         [`run plan ${i} now`, request(http).post(`/v1/plan/${id}/run`), 404],
@@ -312,6 +317,7 @@ describe('apikey mode on real PostgreSQL, Redis and RabbitMQ', () => {
         403,
       ],
       ['keys of A', request(http).get(`/v1/user/${userA.id}/keys`), 403],
+      ["A's task figures", request(http).get('/v1/stats').query({ user_id: userA.id as string }), 403],
     ];
     for (const [name, req, status] of attempts) {
       const res = await req.set('Authorization', asB);

@@ -141,6 +141,10 @@ describe('openapi/karya-v1.json', () => {
       'POST /v1/user/{user_id}/keys': ['401', '403', '404'],
       'GET /v1/user/{user_id}/keys': ['401', '403'],
       'DELETE /v1/user/{user_id}/keys/{key_id}': ['401', '403', '404'],
+      // Dashboard (issue 14): figures of the last hour, who the caller is, a plan's next fires.
+      'GET /v1/stats': ['400', '401', '403'],
+      'GET /v1/whoami': ['401'],
+      'GET /v1/plan/{plan_id}/fires': ['400', '401', '404'],
     };
     const HTTP = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
 

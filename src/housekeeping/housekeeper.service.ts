@@ -1,6 +1,7 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { EntityManager } from 'typeorm';
 import { SchedulerConfig } from '../config/karya-config';
+import { deleteExpiredTaskStats } from '../stats/task-stats';
 import { HousekeepingRepository } from './housekeeping.repository';
 
 /** Plans per window of the sweep (primary-key order). */
@@ -21,6 +22,8 @@ export interface PassResult {
   errorLogs: number;
   plans: number;
   deadLetters: number;
+  /** task_stats rows older than an hour (the dashboard's figures, src/stats). */
+  taskStats: number;
   /** Another scheduler held the housekeeping lock: this pass ended early. */
   contended: boolean;
   durationMs: number;
@@ -47,7 +50,8 @@ type Step = 'tasks' | 'errorLogs' | 'plans';
  *   with no retry pending) that ran (or were created, if they never ran) before the cutoff, except a live
  *   plan's latest task; error logs before the cutoff whose task is gone; dead letters recorded before the
  *   cutoff; COMPLETED or CANCELLED plans last changed before the cutoff with no task left (with their
- *   remaining error logs). Users are never deleted. Retention 0 (PT0S) keeps everything: no loop runs.
+ *   remaining error logs). Users are never deleted. Retention 0 (PT0S) keeps all history: the loop then runs
+ *   once a minute only to trim the dashboard's task_stats, which keep one hour whatever the retention.
  * - Off the hot path: one pass sweeps `plans` by primary key in windows of PLAN_WINDOW and deletes at most
  *   DELETE_BATCH rows per statement (HousekeepingRepository says how each is found without a new index).
  *   After every batch it pauses at least as long as the batch took (and MIN_PAUSE_MS), so it keeps at most
@@ -78,16 +82,16 @@ export class Housekeeper implements OnApplicationBootstrap, BeforeApplicationShu
 
   /** ms between the end of one pass and the start of the next. */
   get intervalMs(): number {
+    if (this.config.retention === 0) return MAX_INTERVAL_MS;
     return Math.max(MIN_INTERVAL_MS, Math.min(this.config.retention / 10, MAX_INTERVAL_MS));
   }
 
-  /** Whether the loop runs (not with retention 0). */
+  /** Whether the loop runs (with retention 0 too: task_stats are trimmed whatever the retention). */
   get active(): boolean {
     return this.loop !== undefined && !this.stopping;
   }
 
   onApplicationBootstrap(): void {
-    if (this.config.retention === 0) return;
     this.loop = this.run();
   }
 
@@ -128,11 +132,12 @@ export class Housekeeper implements OnApplicationBootstrap, BeforeApplicationShu
 
   private async pass(): Promise<PassResult> {
     const started = Date.now();
-    const result: PassResult = { tasks: 0, errorLogs: 0, plans: 0, deadLetters: 0, contended: false, durationMs: 0 };
+    const result: PassResult = { tasks: 0, errorLogs: 0, plans: 0, deadLetters: 0, taskStats: 0, contended: false, durationMs: 0 };
     const retention = this.config.retention;
     if (retention > 0) {
       result.contended = !(await this.sweepPlans(retention, result)) || !(await this.sweepDeadLetters(retention, result));
     }
+    if (!result.contended) result.contended = !(await this.sweepTaskStats(result));
     result.durationMs = Date.now() - started;
     const deleted = result.tasks + result.errorLogs + result.plans + result.deadLetters;
     if (deleted > 0) {
@@ -184,6 +189,17 @@ export class Housekeeper implements OnApplicationBootstrap, BeforeApplicationShu
     }
     const { plans, errorLogs } = await this.repo.deleteFinishedPlans(tx, window, retention);
     return { ...done, plans, errorLogs: done.errorLogs + errorLogs };
+  }
+
+  /** task_stats keeps one hour whatever the retention: it feeds the dashboard, it is not history. */
+  private async sweepTaskStats(result: PassResult): Promise<boolean> {
+    while (!this.stopping) {
+      const n = await this.batch((tx) => deleteExpiredTaskStats(tx, DELETE_BATCH));
+      if (n === null) return false;
+      result.taskStats += n;
+      if (n < DELETE_BATCH) return true;
+    }
+    return true;
   }
 
   private async sweepDeadLetters(retention: number, result: PassResult): Promise<boolean> {

@@ -8,6 +8,8 @@ import { HooksModule } from '../modules/hooks/hooks.module';
 import { PlansModule } from '../modules/plans/plans.module';
 import { SchedulerModule } from '../modules/scheduler/scheduler.module';
 import { UsersModule } from '../modules/users/users.module';
+import { StatsModule } from '../stats/stats.module';
+import { TaskStatsRecorderModule } from '../stats/task-stats-recorder.module';
 import { Role } from './role';
 
 /**
@@ -15,9 +17,9 @@ import { Role } from './role';
  * roles is never imported, so its controllers, consumers and loops do not exist there.
  */
 export const ROLE_MODULES: Readonly<Record<Role, readonly Type[]>> = {
-  [Role.Server]: [UsersModule, ApiKeysModule, PlansModule, DeadLettersModule],
+  [Role.Server]: [UsersModule, ApiKeysModule, PlansModule, DeadLettersModule, StatsModule],
   [Role.Scheduler]: [SchedulerModule, HousekeepingModule],
-  [Role.Executor]: [ExecutorModule, HooksModule, DeadLetterRecorderModule],
+  [Role.Executor]: [ExecutorModule, HooksModule, DeadLetterRecorderModule, TaskStatsRecorderModule],
 };
 
 export function modulesForRoles(roles: ReadonlySet<Role>): Type[] {

@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { ActionsModule } from '../../actions/actions.module';
 import { HookPublisherModule } from '../hooks/hook-publisher.module';
+import { TaskStatsRecorderModule } from '../../stats/task-stats-recorder.module';
 import { ExecutorController } from './executor.controller';
 import { ExecutorService } from './executor.service';
 import { TaskResultsRepository } from './task-results.repository';
@@ -10,7 +11,7 @@ import { TaskResultsRepository } from './task-results.repository';
  * actions through their plugins. Executor role only.
  */
 @Module({
-  imports: [ActionsModule, HookPublisherModule],
+  imports: [ActionsModule, HookPublisherModule, TaskStatsRecorderModule],
   controllers: [ExecutorController],
   providers: [ExecutorService, TaskResultsRepository],
 })

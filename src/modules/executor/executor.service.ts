@@ -11,6 +11,7 @@ import { backoffDelay, DeadLetter } from '../../pipeline/retry';
 import { isLastRun } from '../plans/occurrences';
 import { ActionRegistry } from '../../actions/action-registry';
 import { HookPublisher } from '../hooks/hook-publisher';
+import { TaskStatsRecorder } from '../../stats/task-stats.recorder';
 import { StartedTask, TaskResultsRepository } from './task-results.repository';
 
 /**
@@ -36,6 +37,7 @@ export class ExecutorService {
     private readonly metrics: KaryaMetrics,
     private readonly hooks: HookPublisher,
     private readonly queue: TaskQueue,
+    private readonly stats: TaskStatsRecorder,
   ) {
     this.slots = new Limiter(config.concurrency);
   }
@@ -106,6 +108,7 @@ export class ExecutorService {
       const reason = `No connector configured for ${String(message.action.type)}`;
       // Another executor might have the plugin, but retrying blindly could loop; the plan's owner sees why.
       const recorded = await this.record('failure', message, () => this.results.failed(message, new Date(), reason, null, last));
+      this.stats.finished(started.userId, Date.now(), false, null);
       if (recorded) await this.fireFailure(message, started.hooks);
       this.metrics.deadLettered('no_connector');
       throw new DeadLetter(reason);
@@ -116,6 +119,7 @@ export class ExecutorService {
     const outcome = await plugin.run(message.action, { planId: message.planId, taskId: message.taskId, attempt: message.attempt });
     const at = new Date();
     this.metrics.observeExecution((at.getTime() - start) / 1000, outcome.ok);
+    this.stats.finished(started.userId, at.getTime(), outcome.ok, (start - message.toBeExecutedAt) / 1000);
     if (outcome.ok) {
       const { completed } = await this.record('success', message, () => this.results.succeeded(message, at, last));
       if (completed) {

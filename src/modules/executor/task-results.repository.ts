@@ -19,6 +19,8 @@ export interface StartedTask {
   hooks: JsonObject[];
   /** The task's due time (its grid slot), epoch ms. */
   dueAt: number;
+  /** The plan's owner (task statistics count per user; the plan row is read anyway). */
+  userId: string;
 }
 
 /**
@@ -174,12 +176,12 @@ export class TaskResultsRepository {
       `WITH v AS (
          SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::timestamptz[], $5::uuid[]) AS v(id, key, seq, lease, plan_id)
        ), p AS (
-         SELECT id, status, type, hook, paused_at FROM plans WHERE id IN (SELECT plan_id FROM v) ORDER BY id FOR SHARE
+         SELECT id, status, type, hook, paused_at, user_id FROM plans WHERE id IN (SELECT plan_id FROM v) ORDER BY id FOR SHARE
        )
        UPDATE tasks t SET lease_until = v.lease FROM v, p
        WHERE t.id = v.id AND t.partition_key = v.key AND t.dispatch_seq = v.seq AND ${STILL_PROCESSING}
          AND p.id = v.plan_id AND t.plan_id = p.id
-       RETURNING t.id, t.dispatch_seq AS seq, p.status, p.type, p.hook, p.paused_at, t.next_execution_at AS due`,
+       RETURNING t.id, t.dispatch_seq AS seq, p.status, p.type, p.hook, p.paused_at, t.next_execution_at AS due, p.user_id`,
       [
         items.map((i) => i.m.taskId), items.map((i) => i.m.partitionKey), items.map((i) => i.m.dispatchSeq),
         items.map((i) => i.leaseUntil), items.map((i) => i.m.planId),
@@ -195,7 +197,7 @@ export class TaskResultsRepository {
       `WITH v AS (
          SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::uuid[]) AS v(id, key, seq, plan_id)
        )
-       SELECT t.id, t.dispatch_seq AS seq, p.status, p.type, p.hook, p.paused_at, t.next_execution_at AS due
+       SELECT t.id, t.dispatch_seq AS seq, p.status, p.type, p.hook, p.paused_at, t.next_execution_at AS due, p.user_id
        FROM v JOIN tasks t ON t.id = v.id AND t.partition_key = v.key AND t.dispatch_seq = v.seq AND ${STILL_PROCESSING}
               JOIN plans p ON p.id = v.plan_id AND p.id = t.plan_id`,
       [items.map((m) => m.taskId), items.map((m) => m.partitionKey), items.map((m) => m.dispatchSeq), items.map((m) => m.planId)],
@@ -259,6 +261,7 @@ interface StartRow {
   hook: JsonObject[];
   paused_at: Date | null;
   due: Date;
+  user_id: string;
 }
 
 /** One dispatch of one task: what a row returned by a batch is matched to its message by. */
@@ -273,6 +276,6 @@ function answerStarts(messages: ExecutorMessage[], rows: StartRow[]): (StartedTa
     const key = dispatchKey(m.taskId, m.dispatchSeq);
     const row = found.get(key);
     found.delete(key);
-    return row ? { planStatus: row.status, pausedAt: row.paused_at, planType: row.type, hooks: row.hook, dueAt: row.due.getTime() } : null;
+    return row ? { planStatus: row.status, pausedAt: row.paused_at, planType: row.type, hooks: row.hook, dueAt: row.due.getTime(), userId: row.user_id } : null;
   });
 }
