@@ -196,7 +196,12 @@ describe.each(stacks({ partitions: 3, lockWaitTime: 300 }))('v1 plans API on $na
         [{ max_failure_retry: -1 }, 'max_failure_retry: must be at least 0, got -1'],
         [{ max_failure_retry: 101 }, 'max_failure_retry: must be at most 100, got 101'],
         [{ max_failure_retry: 1.5 }, 'max_failure_retry: must be an integer, got 1.5'],
-        [{ max_failure_retry: '3' }, 'max_failure_retry: must be an integer, got "3"'],
+        // A quoted integer is read as the number (karya-ui); any other string is still no integer.
+        [{ max_failure_retry: '5.5' }, 'max_failure_retry: must be an integer, got "5.5"'],
+        [{ max_failure_retry: 'five' }, 'max_failure_retry: must be an integer, got "five"'],
+        [{ max_failure_retry: '' }, 'max_failure_retry: must be an integer, got ""'],
+        [{ max_failure_retry: ' 5' }, 'max_failure_retry: must be an integer, got " 5"'],
+        [{ max_failure_retry: '101' }, 'max_failure_retry: must be at most 100, got "101"'],
         [{ hooks: {} }, 'hooks: must be a list of hooks, got {}'],
         [{ hooks: [1] }, 'hooks: must be a list of hook objects, got [1]'],
       ])('wrong type or range %j', async (patch, message) => {
@@ -405,6 +410,59 @@ describe.each(stacks({ partitions: 3, lockWaitTime: 300 }))('v1 plans API on $na
       ]);
       const latest = await request(http).get(`/v1/plan/${planId}`).expect(200);
       expect(latest.body.latest_task.id).toBe(secondId);
+    });
+  });
+
+  describe('quoted integers (karya-ui sends its form numbers as strings, which the original accepted)', () => {
+    it('submit reads them as numbers: stored, echoed and read back as numbers', async () => {
+      const hook = { trigger: 'ON_FAILURE', action: rest({ timeout: '250' }), max_retry: '4' };
+      const p = await submitOk(plan({
+        plan_type: { type: T.Recurring, end_at: '4102444800000' },
+        action: rest({ timeout: '1500' }),
+        hooks: [hook],
+        max_failure_retry: '5',
+      }));
+      expect(p.max_failure_retry).toBe(5);
+      expect(p.type).toEqual({ type: T.Recurring, end_at: 4_102_444_800_000 });
+      expect((p.action as Json).timeout).toBe(1500);
+      expect(p.hook).toEqual([expect.objectContaining({ max_retry: 4, action: expect.objectContaining({ timeout: 250 }) })]);
+      expect((await request(http).get(`/v1/plan/${p.id as string}`).expect(200)).body.plan).toEqual(p);
+      const [row] = await ds.query('SELECT max_failure_retry, type, action, hook FROM plans WHERE id = $1', [p.id]);
+      expect(row.max_failure_retry).toBe(5);
+      expect(row.type.end_at).toBe(4_102_444_800_000);
+      expect(row.action.timeout).toBe(1500);
+      expect(row.hook[0].max_retry).toBe(4);
+
+      const cronType = 'karya.core.entities.PlanType.Cron';
+      const cron = await submitOk(plan({ period_time: undefined, plan_type: { type: cronType, expression: '0 9 * * *', end_at: '0' } }));
+      expect((cron.type as Json).end_at).toBe(0);
+    });
+
+    it('PATCH reads a quoted max_failure_retry and hook max_retry as numbers', async () => {
+      const p = await submitOk(plan());
+      const res = await request(http).patch('//v1/plan')
+        .send({ plan_id: p.id, max_failure_retry: '7', hooks: [{ trigger: 'ON_COMPLETION', action: rest(), max_retry: '0' }] })
+        .expect(200);
+      expect(res.body.max_failure_retry).toBe(7);
+      expect(res.body.hook[0].max_retry).toBe(0);
+      expect((await request(http).get(`/v1/plan/${p.id as string}`).expect(200)).body.plan).toEqual(res.body);
+    });
+
+    it.each([
+      [{ action: rest({ timeout: '2s' }) }, 'action.timeout: must be an integer number of milliseconds, got "2s"'],
+      [{ action: rest({ timeout: '0' }) }, 'action.timeout: must be at least 1 ms, got "0"'],
+      [{ plan_type: { type: T.Recurring, end_at: '1.5' } }, 'plan_type.end_at: must be an integer epoch ms or null, got "1.5"'],
+      [{ plan_type: { type: T.Recurring, end_at: '-1' } }, 'plan_type.end_at: must be a non-negative epoch ms, got "-1"'],
+      [{ hooks: [{ trigger: 'ON_FAILURE', action: rest(), max_retry: '3.0' }] }, 'hooks[0].max_retry: must be an integer, got "3.0"'],
+      [{ hooks: [{ trigger: 'ON_FAILURE', action: rest(), max_retry: '101' }] }, 'hooks[0].max_retry: must be at most 100, got "101"'],
+    ])('a quoted non-integer or out-of-range value is still a 400 naming the field and the value: %j', async (patch, message) => {
+      await expect400(await submit(plan(patch)), message);
+    });
+
+    it('PATCH refuses a quoted non-integer max_failure_retry, naming it', async () => {
+      const p = await submitOk(plan());
+      await expect400(await request(http).patch('/v1/plan').send({ plan_id: p.id, max_failure_retry: '5.5' }), 'max_failure_retry: must be an integer, got "5.5"');
+      await expect400(await request(http).patch('/v1/plan').send({ plan_id: p.id, max_failure_retry: '' }), 'max_failure_retry: must be an integer, got ""');
     });
   });
 

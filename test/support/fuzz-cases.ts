@@ -54,7 +54,10 @@ import {
   BAD_ZONES,
   oddCaseZone,
   GOOD_END_ATS,
+  goodEndAt,
   MAX_END_AT,
+  QUOTED_NON_INTS,
+  readInt,
   OVERLAPS,
   PlanFacts,
   PLAN_STATUSES,
@@ -241,7 +244,8 @@ function wrongTypeValue(rng: Rng, kind: FieldKind, nullOk: boolean): Json {
   if (isStringKind(kind)) return rng.pick<Json>([0, -1, 1.5, 1e308, true, false, ...nul, [], ['x'], [null], {}, { a: 'x' }]);
   switch (kind.k) {
     case 'int':
-      return rng.pick<Json>(['3', '', 'abc', '1e3', 1.5, -0.5, true, ...nul, [], [1], {}, { value: 1 }]);
+      // A quoted decimal integer ("3") is read as the number (see QUOTED_INT); other strings are still refused.
+      return rng.chance(0.4) ? rng.pick(QUOTED_NON_INTS) : rng.pick<Json>([1.5, -0.5, true, ...nul, [], [1], {}, { value: 1 }]);
     case 'poly':
       return rng.pick<Json>(['x', kind.union === 'action' ? T.Rest : T.OneTime, 0, true, null, [], [null], [validOf(kind.union, rng)], [{}], [[]], [1]]);
     case 'headers':
@@ -407,7 +411,9 @@ function badValue(rng: Rng, m: BodyModel, ctx: FuzzContext): Mutated | undefined
       value = rng.pick(BAD_ENUMS);
       break;
     case 'int':
-      value = rng.pick([kind.min - 1, kind.max + 1, 1.5, kind.min - 0.5, 1e21, -1e21, 2 ** 53, kind.max + 0.5]);
+      value = rng.pick<Json>([kind.min - 1, kind.max + 1, 1.5, kind.min - 0.5, 1e21, -1e21, 2 ** 53, kind.max + 0.5]);
+      // Quoted, the same range checks apply (and a number too big for a double is no integer).
+      if (rng.chance(0.3)) value = rng.pick([String(kind.min - 1), String(kind.max + 1), '1'.repeat(25), '9'.repeat(400)]);
       break;
     case 'disc': {
       const union = kind.union;
@@ -496,9 +502,16 @@ function goodValue(rng: Rng, m: BodyModel, ctx: FuzzContext): Mutated | undefine
     case 'enum':
       value = rng.oddCase(rng.pick(kind.values));
       break;
-    case 'int':
-      value = rng.pick([kind.min, kind.max]);
-      break;
+    case 'int': {
+      const n = rng.pick([kind.min, kind.max]);
+      value = rng.chance(0.5) ? String(n) : n;
+      setAt(body, slot.path, value);
+      // A quoted integer is stored and echoed as the number (the Plan echoes every submitted or patched field).
+      const echoed = m.endpoint !== 'POST /v1/user';
+      return stillValid(m, body, `valid ${label(slot.path)} = ${shortJson(value)}`, echoed
+        ? (res) => (at(res, responsePath(slot.path)) === n ? undefined : `${label(slot.path)} sent as ${shortJson(value)} came back as ${JSON.stringify(at(res, responsePath(slot.path)))}, expected ${n}`)
+        : undefined);
+    }
     case 'disc': {
       const parentPath = slot.path.slice(0, -1);
       const current = getAt(body, slot.path);
@@ -700,7 +713,7 @@ function echoedType(sent: JsonObject): JsonObject {
     out.expression = sent.expression ?? null;
     out.time_zone = sent.time_zone ?? 'UTC';
   }
-  out.end_at = sent.end_at ?? null;
+  out.end_at = readInt(sent.end_at) ?? null;
   if ('overlap' in sent) out.overlap = typeof sent.overlap === 'string' ? sent.overlap.toUpperCase() : null;
   return out;
 }
@@ -775,10 +788,12 @@ function cronFamily(rng: Rng, m: BodyModel): Mutated {
     }
     case 'endAt': {
       if (rng.chance(0.5)) {
-        t.end_at = rng.pick(GOOD_END_ATS);
+        t.end_at = goodEndAt(rng);
         mutation = `cron end_at ${JSON.stringify(t.end_at)}`;
       } else {
-        t.end_at = rng.pick<Json>([-1, MAX_END_AT + 1, 1.5, -0.5, 1e21, 2 ** 63, '1700000000000', '', true, [], {}, 'null']);
+        t.end_at = rng.pick<Json>([
+          -1, MAX_END_AT + 1, 1.5, -0.5, 1e21, 2 ** 63, '1700000000000.5', '1.7e12', '', true, [], {}, 'null', '-1', String(MAX_END_AT + 1),
+        ]);
         mutation = `bad cron end_at ${JSON.stringify(t.end_at)}`;
         expect = bad('plan_type.end_at');
       }

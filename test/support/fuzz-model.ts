@@ -201,9 +201,37 @@ export function oddCaseZone(rng: Rng): string {
   return rng.oddCase(rng.pick(['Europe/Berlin', 'America/New_York', 'UTC', 'Asia/Kolkata', 'Etc/GMT+5']));
 }
 
+/**
+ * Integer fields (max_failure_retry, a hook's max_retry, a REST action's timeout, end_at) also take a JSON string
+ * holding a decimal integer, read as that number and stored and echoed as the number: the original
+ * (kotlinx.serialization) accepted `"5"`, and karya-ui sends its form numbers quoted. The same range checks apply.
+ */
+export const QUOTED_INT = /^-?[0-9]+$/;
+
+/** What the server reads for an integer field sent as `v`: a quoted decimal integer is its number. */
+export function readInt(v: Json | undefined): Json | undefined {
+  return typeof v === 'string' && QUOTED_INT.test(v) ? Number(v) : v;
+}
+
+/** An integer as a client may send it: mostly the number, sometimes quoted as karya-ui sends it. */
+export function sentInt(rng: Rng, n: number): Json {
+  return rng.chance(0.2) ? String(n) : n;
+}
+
+/** Strings that are no decimal integer: still a 400 naming the field and showing the value. */
+export const QUOTED_NON_INTS: readonly string[] = [
+  '5.5', 'five', '', ' 5', '5 ', '+5', '1e3', '0x10', '1,000', '-', '--1', '3.0', '\u0665', 'null', '5\n', '\uff15',
+];
+
 /** `end_at` of Recurring and Cron plans: epoch ms from 0 to year 9999, or null. */
 export const MAX_END_AT = 253_402_300_799_999;
 export const GOOD_END_ATS: readonly Json[] = [null, 0, 1, MAX_END_AT, 1_900_000_000_000, 4_102_444_800_000, 2 ** 31, 2 ** 32];
+
+/** A valid end_at as sent: null, or an epoch ms, sometimes quoted. */
+export function goodEndAt(rng: Rng): Json {
+  const v = rng.pick(GOOD_END_ATS);
+  return typeof v === 'number' ? sentInt(rng, v) : v;
+}
 
 export const GOOD_BASE_URLS: readonly string[] = [
   'localhost:9', 'sink.local:8080/hook', 'api.example.com/v1/x?y=1#f', '127.0.0.1:9', 'host', 'a.b.c:65535/p/q',
@@ -315,7 +343,7 @@ export function validRestAction(rng: Rng): JsonObject {
       ? { type: T.JsonBody, json_string: rng.pick(['{"hello":"world"}', '[]', '', 'not json, sent verbatim']) }
       : { type: T.EmptyBody };
   }
-  if (rng.chance(0.3)) a.timeout = rng.pick([1, 2000, 600_000, rng.int(1, 600_000)]);
+  if (rng.chance(0.3)) a.timeout = sentInt(rng, rng.pick([1, 2000, 600_000, rng.int(1, 600_000)]));
   return a;
 }
 
@@ -344,7 +372,7 @@ export function validAction(rng: Rng, ctx: FuzzContext, chainBudget: number, siz
 
 export function validHook(rng: Rng, ctx: FuzzContext, size: number): JsonObject {
   const h: JsonObject = { trigger: rng.pick(TRIGGERS), action: validAction(rng, ctx, RULES.maxChainedDepth, size) };
-  if (rng.chance(0.4)) h.max_retry = rng.pick([0, 3, 100, rng.int(0, 100)]);
+  if (rng.chance(0.4)) h.max_retry = sentInt(rng, rng.pick([0, 3, 100, rng.int(0, 100)]));
   return h;
 }
 
@@ -360,7 +388,7 @@ export interface SubmitShape {
 export function validCronType(rng: Rng): JsonObject {
   const t: JsonObject = { type: CRON, expression: rng.pick(GOOD_CRONS) };
   if (rng.chance(0.6)) t.time_zone = rng.pick(GOOD_ZONES);
-  if (rng.chance(0.4)) t.end_at = rng.pick(GOOD_END_ATS);
+  if (rng.chance(0.4)) t.end_at = goodEndAt(rng);
   if (rng.chance(0.5)) t.overlap = rng.pick(OVERLAPS);
   return t;
 }
@@ -373,7 +401,7 @@ export function validSubmit(rng: Rng, ctx: FuzzContext, shape: SubmitShape): Jso
   const periods = shape.topLevel ? LONG_PERIODS : [...LONG_PERIODS, ...SHORT_PERIODS];
   const candidates = periods.filter(([, ms]) => !recurring || ms >= RULES.minRecurringPeriodMs);
   let planType: JsonObject = { type: kind };
-  if (recurring && rng.chance(0.5)) planType.end_at = rng.pick(GOOD_END_ATS);
+  if (recurring && rng.chance(0.5)) planType.end_at = goodEndAt(rng);
   if (recurring && rng.chance(0.3)) planType.overlap = rng.pick(OVERLAPS);
   if (kind === CRON) planType = validCronType(rng);
   const req: JsonObject = {
@@ -392,7 +420,7 @@ export function validSubmit(rng: Rng, ctx: FuzzContext, shape: SubmitShape): Jso
   if (rng.chance(0.5)) {
     req.hooks = shape.size > 0 ? Array.from({ length: rng.int(0, 2) }, () => validHook(rng, ctx, shape.size - 1)) : [];
   }
-  if (rng.chance(0.4)) req.max_failure_retry = rng.pick([0, 3, 100, rng.int(0, 100)]);
+  if (rng.chance(0.4)) req.max_failure_retry = sentInt(rng, rng.pick([0, 3, 100, rng.int(0, 100)]));
   return req;
 }
 
@@ -409,7 +437,7 @@ export function validUpdate(rng: Rng, ctx: FuzzContext): { body: JsonObject; tar
     const periods = [...LONG_PERIODS, ...SHORT_PERIODS].filter(([, ms]) => !recurring || ms >= RULES.minRecurringPeriodMs);
     body.period_time = rng.pick(periods)[0];
   }
-  if (rng.chance(0.4)) body.max_failure_retry = rng.pick<Json>([0, 5, 100, null]);
+  if (rng.chance(0.4)) body.max_failure_retry = rng.pick<Json>([0, 5, 100, '5', '0', null]);
   if (rng.chance(0.5)) body.hooks = Array.from({ length: rng.int(0, 2) }, () => validHook(rng, ctx, 1));
   return { body, target };
 }

@@ -20,7 +20,7 @@ import {
   ValidateNested,
 } from 'class-validator';
 import { ACTION_TYPE, BODY_TYPE, METHODS, Method, OVERLAP_POLICIES, OverlapPolicy, PLAN_TYPE, PROTOCOLS, Protocol, TRIGGERS, Trigger } from './discriminators';
-import { IsDiscriminated, IsPeriod, IsStringMap, UpperCase } from './validators';
+import { IsDiscriminated, IsPeriod, IsStringMap, QuotedInteger, UpperCase } from './validators';
 
 /** Year 9999: later timestamps are not representable in Postgres' timestamptz range we use. */
 const MAX_EPOCH_MS = 253_402_300_799_999;
@@ -110,6 +110,7 @@ export class RestApiRequestDto {
   @Max(600_000, { message: 'must be at most 600000 ms' })
   @Min(1, { message: 'must be at least 1 ms' })
   @IsInt({ message: 'must be an integer number of milliseconds' })
+  @QuotedInteger()
   timeout: number = 2000;
 }
 
@@ -220,6 +221,7 @@ const EndAtProperty = (description: string) =>
     Min(0, { message: 'must be a non-negative epoch ms' }),
     Max(MAX_EPOCH_MS, { message: `must be at most ${MAX_EPOCH_MS} (epoch ms)` }),
     IsOptional(),
+    QuotedInteger(),
   );
 
 /** `overlap` of the recurring plan types; missing means ALLOW, and is stored as missing (old plans have none). */
@@ -313,6 +315,7 @@ export class HookDto {
   @Max(100, { message: 'must be at most 100' })
   @Min(0, { message: 'must be at least 0' })
   @IsInt({ message: 'must be an integer' })
+  @QuotedInteger()
   max_retry: number = 3;
 }
 
@@ -341,6 +344,7 @@ const MaxFailureRetryProperty = () =>
     IsInt({ message: 'must be an integer' }),
     Min(0, { message: 'must be at least 0' }),
     Max(100, { message: 'must be at most 100' }),
+    QuotedInteger(),
   );
 
 export class SubmitPlanRequestDto {

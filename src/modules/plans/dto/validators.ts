@@ -83,3 +83,21 @@ export function IsPeriod(options?: ValidationOptions): PropertyDecorator {
       },
     });
 }
+
+/** A decimal integer written as a JSON string: what karya-ui's forms send for numeric fields (`"5"`). */
+const QUOTED_INTEGER = /^-?[0-9]+$/;
+
+/**
+ * The original server (kotlinx.serialization) read `"5"` as 5 for an integer field, and karya-ui relies on it
+ * (the create wizard and the Update dialog send every number quoted). A string holding a decimal integer becomes
+ * that number, so the range checks and the stored and echoed value are the number's; any other value, "5.5" or
+ * " 5" included, is left as sent for IsInt to refuse with the value shown.
+ */
+export function parseQuotedInteger(value: unknown): unknown {
+  return typeof value === 'string' && QUOTED_INTEGER.test(value) ? Number(value) : value;
+}
+
+/** Accepts a quoted decimal integer where a number belongs (see parseQuotedInteger). */
+export function QuotedInteger(): PropertyDecorator {
+  return Transform(({ value }: { value: unknown }) => parseQuotedInteger(value));
+}
