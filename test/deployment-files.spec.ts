@@ -70,4 +70,9 @@ describe('Dockerfile', () => {
     expect(dockerfile).toMatch(/CMD \["node", "dist\/main\.js"\]/);
     expect(dockerfile).toContain('COPY configs ./configs');
   });
+
+  it('builds and runs on Node 24 LTS (Node 20 is end of life)', () => {
+    const froms = [...dockerfile.matchAll(/^FROM (\S+)/gm)].map((m) => m[1]);
+    expect(froms).toEqual(['node:24-bookworm-slim', 'node:24-bookworm-slim']);
+  });
 });
