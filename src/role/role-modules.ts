@@ -1,5 +1,6 @@
 import { Type } from '@nestjs/common';
 import { ApiKeysModule } from '../auth/api-keys.module';
+import { DashboardModule } from '../dashboard/dashboard.module';
 import { DeadLetterRecorderModule } from '../dead-letters/dead-letter-recorder.module';
 import { DeadLettersModule } from '../dead-letters/dead-letters.module';
 import { HousekeepingModule } from '../housekeeping/housekeeping.module';
@@ -17,7 +18,7 @@ import { Role } from './role';
  * roles is never imported, so its controllers, consumers and loops do not exist there.
  */
 export const ROLE_MODULES: Readonly<Record<Role, readonly Type[]>> = {
-  [Role.Server]: [UsersModule, ApiKeysModule, PlansModule, DeadLettersModule, StatsModule],
+  [Role.Server]: [UsersModule, ApiKeysModule, PlansModule, DeadLettersModule, StatsModule, DashboardModule],
   [Role.Scheduler]: [SchedulerModule, HousekeepingModule],
   [Role.Executor]: [ExecutorModule, HooksModule, DeadLetterRecorderModule, TaskStatsRecorderModule],
 };

@@ -7,6 +7,7 @@ import { ApiKeysModule } from '../auth/api-keys.module';
 import { UsersModule } from '../modules/users/users.module';
 import { DeadLetterRecorderModule } from '../dead-letters/dead-letter-recorder.module';
 import { DeadLettersModule } from '../dead-letters/dead-letters.module';
+import { DashboardModule } from '../dashboard/dashboard.module';
 import { HousekeepingModule } from '../housekeeping/housekeeping.module';
 import { StatsModule } from '../stats/stats.module';
 import { TaskStatsRecorderModule } from '../stats/task-stats-recorder.module';
@@ -36,14 +37,14 @@ describe('parseRoles', () => {
 
 describe('role → modules table', () => {
   it('composes each role from its own modules only', () => {
-    expect(names(modulesForRoles(new Set([Role.Server])))).toEqual(names([UsersModule, ApiKeysModule, PlansModule, DeadLettersModule, StatsModule]));
+    expect(names(modulesForRoles(new Set([Role.Server])))).toEqual(names([UsersModule, ApiKeysModule, PlansModule, DeadLettersModule, StatsModule, DashboardModule]));
     expect(names(modulesForRoles(new Set([Role.Scheduler])))).toEqual(names([SchedulerModule, HousekeepingModule]));
     expect(names(modulesForRoles(new Set([Role.Executor])))).toEqual(names([ExecutorModule, HooksModule, DeadLetterRecorderModule, TaskStatsRecorderModule]));
   });
 
   it('gives all roles the union, each module once', () => {
     const all = modulesForRoles(parseRoles('all'));
-    expect(names(all)).toEqual(names([UsersModule, ApiKeysModule, PlansModule, DeadLettersModule, StatsModule, HooksModule, SchedulerModule, ExecutorModule, HousekeepingModule, DeadLetterRecorderModule, TaskStatsRecorderModule]));
+    expect(names(all)).toEqual(names([UsersModule, ApiKeysModule, PlansModule, DeadLettersModule, StatsModule, DashboardModule, HooksModule, SchedulerModule, ExecutorModule, HousekeepingModule, DeadLetterRecorderModule, TaskStatsRecorderModule]));
     expect(new Set(all).size).toBe(all.length);
   });
 });
