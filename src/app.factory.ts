@@ -7,6 +7,7 @@ import { PlainTextExceptionFilter } from './common/plain-text-exception.filter';
 import { RequestDeadlineInterceptor } from './common/request-deadline.interceptor';
 import { karyaValidationPipe } from './common/validation.pipe';
 import { KaryaConfig } from './config/karya-config';
+import { KaryaLogging, REQUEST_ID_HEADER } from './logging/logging';
 import { QueueName, TaskQueue } from './connectors/queue/queue.port';
 import { executorPrefetch } from './pipeline/executor-message';
 import { QueueTransport } from './pipeline/queue.transport';
@@ -15,6 +16,8 @@ import { Role } from './role/role';
 
 export interface CreateAppOptions {
   logger?: LoggerService | false;
+  /** main.ts's pino logging: its middleware gives every request an id and a log line. */
+  logging?: KaryaLogging;
 }
 
 /** Builds the Nest application for a config; shared by main.ts and the e2e tests so they test the same app. */
@@ -23,12 +26,15 @@ export async function createApp(config: KaryaConfig, options: CreateAppOptions =
     logger: options.logger ?? undefined,
     abortOnError: false,
   });
+  // First of all, so that every request is logged and answered with its X-Request-Id, CORS preflights too.
+  if (options.logging) app.use(options.logging.http);
   // Before init, so it precedes the router in Express' stack.
   app.use(collapseSlashes);
   app.enableCors({
     origin: true,
     methods: ['GET', 'POST', 'PATCH', 'PUT', 'DELETE', 'OPTIONS'],
-    allowedHeaders: ['Content-Type', 'Accept', 'Authorization'],
+    allowedHeaders: ['Content-Type', 'Accept', 'Authorization', REQUEST_ID_HEADER],
+    exposedHeaders: [REQUEST_ID_HEADER],
     optionsSuccessStatus: 200,
   });
   app.useGlobalFilters(new PlainTextExceptionFilter());

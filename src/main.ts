@@ -5,7 +5,7 @@ import { createApp } from './app.factory';
 import { ConfigError, loadConfig } from './config/config.loader';
 import { redactCredentialPatterns } from './actions/redact';
 import { configSecrets } from './logging/config-secrets';
-import { RedactingLogger } from './logging/redacting.logger';
+import { createLogging } from './logging/logging';
 import { describeRoles, Role } from './role/role';
 
 /** How long SIGTERM may take (closing consumers, draining, closing connections) before we exit anyway. */
@@ -27,13 +27,14 @@ async function bootstrap(): Promise<void> {
     throw e;
   }
   const { config, warnings } = loaded;
-  // Process-wide, Nest's own logging included: no secret of the configuration reaches stdout or stderr.
-  const redacting = new RedactingLogger(configSecrets(config));
-  Logger.overrideLogger(redacting);
-  scrub = (text) => redacting.scrub(text);
+  // Process-wide, Nest's own logging included: JSON lines (readable ones on a terminal) at LOG_LEVEL, with no
+  // secret of the configuration in them.
+  const logging = createLogging({ level: config.logLevel, secrets: configSecrets(config) });
+  Logger.overrideLogger(logging.nest);
+  scrub = logging.scrub;
   warnings.forEach((w) => logger.warn(w));
 
-  const app = await createApp(config, { logger: redacting });
+  const app = await createApp(config, { logger: logging.nest, logging });
   // Our own handler rather than enableShutdownHooks(): Nest's re-raises the signal after closing, so the
   // process would end "killed by SIGTERM" instead of exiting 0 after a clean shutdown.
   let stopping = false;
@@ -68,6 +69,7 @@ async function bootstrap(): Promise<void> {
   }
   const { repo, lock, queue } = config.providers;
   logger.log(
+    { role: describeRoles(config.roles), port: config.port, repo: repo.provider, lock: lock.provider, queue: queue.provider },
     `Karya up: role=${describeRoles(config.roles)} port=${config.port} ` +
       `repo=${repo.provider} lock=${lock.provider} queue=${queue.provider}`,
   );

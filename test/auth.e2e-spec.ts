@@ -510,7 +510,8 @@ describe('the open-API warning at start-up (real node dist/main.js)', () => {
       startWith('application:\n  host: 127.0.0.1\n'),
       startWith('application:\n  auth:\n    mode: apikey\n'),
     ]);
-    expect(open.stdout).toMatch(/The API is OPEN: server\.yml application\.auth\.mode is "none" and the server listens on every interface/);
+    // A JSON log line: the quotes around none are escaped.
+    expect(open.stdout).toMatch(/The API is OPEN: server\.yml application\.auth\.mode is \\"none\\" and the server listens on every interface/);
     expect(loopback.stdout).not.toContain('The API is OPEN');
     expect(keyed.stdout).not.toContain('The API is OPEN');
   }, 90_000);

@@ -25,6 +25,7 @@ describe('loadConfig', () => {
     const { config, warnings } = loadConfig({});
     expect([...config.roles].sort()).toEqual([Role.Executor, Role.Scheduler, Role.Server]);
     expect(config.port).toBe(8080);
+    expect(config.logLevel).toBe('info');
     expect(config.providers.repo).toMatchObject({ provider: 'pglite', partitions: 5, dataDir: './.karya/data' });
     expect(config.providers.lock).toMatchObject({ provider: 'memory', waitTime: 1000, leaseTime: 5000 });
     expect(config.providers.queue.provider).toBe('memory');
@@ -339,6 +340,15 @@ describe('loadConfig', () => {
     it("uses server.yml's port when the role includes server", () => {
       const server = tmp.write('server.yml', 'application:\n  port: 9191\n');
       expect(loadConfig({ KARYA_SERVER_CONFIG_PATH: server }).config.port).toBe(9191);
+    });
+
+    it('reads LOG_LEVEL case-insensitively and rejects an unknown level, naming it', () => {
+      expect(loadConfig({ LOG_LEVEL: 'warn' }).config.logLevel).toBe('warn');
+      expect(loadConfig({ LOG_LEVEL: ' DEBUG ' }).config.logLevel).toBe('debug');
+      expect(loadConfig({ LOG_LEVEL: '' }).config.logLevel).toBe('info');
+      expect(problemsOf({ LOG_LEVEL: 'verbose' })).toEqual([
+        'environment: LOG_LEVEL: expected one of trace, debug, info, warn, error, fatal, silent, got "verbose"',
+      ]);
     });
 
     it('rejects a PORT that is not a port', () => {

@@ -26,6 +26,8 @@ import {
   ExecutorConfig,
   KaryaConfig,
   LockConfig,
+  LOG_LEVELS,
+  LogLevelName,
   ProvidersConfig,
   QueueConfig,
   RepoConfig,
@@ -51,6 +53,7 @@ export const ENV = {
   executor: 'KARYA_EXECUTOR_CONFIG_PATH',
   /** A secret: read here, never logged or echoed in a problem. */
   adminKey: 'KARYA_ADMIN_KEY',
+  logLevel: 'LOG_LEVEL',
 } as const;
 
 /** The original's fixed metrics ports, reused so the three roles can share a host. */
@@ -137,6 +140,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const executor = resolveExecutor(executorFile, providers.repo.provider, problems);
 
   const port = resolvePort(env, roles, server, problems);
+  const logLevel = resolveLogLevel(env, problems);
 
   if (!isAllRoles(roles)) {
     const embedded = [
@@ -154,7 +158,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   }
 
   if (problems.length > 0) throw new ConfigError(problems);
-  const config: KaryaConfig = { roles, port, providers, server, scheduler, executor };
+  const config: KaryaConfig = { roles, port, logLevel, providers, server, scheduler, executor };
   return { config, warnings };
 }
 
@@ -496,4 +500,16 @@ function resolvePort(env: NodeJS.ProcessEnv, roles: ReadonlySet<Role>, server: S
   }
   if (roles.has(Role.Server)) return server.port;
   return roles.has(Role.Scheduler) ? SCHEDULER_ONLY_PORT : EXECUTOR_ONLY_PORT;
+}
+
+/** LOG_LEVEL, case-insensitive; unset or blank means info (README "Logs"). */
+function resolveLogLevel(env: NodeJS.ProcessEnv, problems: string[]): LogLevelName {
+  const raw = env[ENV.logLevel];
+  if (raw === undefined || raw.trim() === '') return 'info';
+  const level = LOG_LEVELS.find((l) => l === raw.trim().toLowerCase());
+  if (level === undefined) {
+    problems.push(`environment: ${ENV.logLevel}: expected one of ${LOG_LEVELS.join(', ')}, got "${raw}"`);
+    return 'info';
+  }
+  return level;
 }

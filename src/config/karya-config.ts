@@ -169,10 +169,16 @@ export class ExecutorConfig {
   maxErrorTextLength!: number;
 }
 
+/** pino's levels, least severe first; `silent` logs nothing. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevelName = (typeof LOG_LEVELS)[number];
+
 export class KaryaConfig {
   roles!: ReadonlySet<Role>;
   /** The port this process listens on (PORT, else by role; see config.md). */
   port!: number;
+  /** LOG_LEVEL: the least severe level written to stdout. */
+  logLevel!: LogLevelName;
   providers!: ProvidersConfig;
   server!: ServerConfig;
   scheduler!: SchedulerConfig;

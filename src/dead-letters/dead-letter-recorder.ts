@@ -5,6 +5,7 @@ import { Consumer, Delivery, QueueConsumer, QueueName, recordedReason, TaskQueue
 import { isDatabaseUnavailable } from '../connectors/repo/transient';
 import { HOOK_MESSAGE_TYPE } from '../modules/hooks/hook-message';
 import { DeadLetterRecord, DeadLettersRepository, deadLetterId, storableMessage, uuidOrNull } from './dead-letters.repository';
+import { rawTaskLogFields } from '../logging/task-log';
 
 /** Dead letters taken from the broker at once; each is acknowledged when its row is committed. */
 const PREFETCH = 256;
@@ -59,17 +60,17 @@ export class DeadLetterRecorder implements OnApplicationBootstrap, BeforeApplica
         if (!isDatabaseUnavailable(e)) {
           if (record.message !== null) {
             // Something in the body the database refuses: keep the record without it.
-            this.logger.warn(`dead letter ${record.id} stored without its body: ${why}`);
+            this.logger.warn({ ...rawTaskLogFields(d.message), dead_letter_id: record.id }, `dead letter ${record.id} stored without its body: ${why}`);
             record.message = null;
             continue;
           }
           // Trying again cannot help; holding it would stall a prefetch slot for good.
-          this.logger.error(`dead letter ${record.id} from ${record.queue} could not be recorded and is dropped: ${why} (reason: ${record.reason})`);
+          this.logger.error({ ...rawTaskLogFields(d.message), dead_letter_id: record.id }, `dead letter ${record.id} from ${record.queue} could not be recorded and is dropped: ${why} (reason: ${record.reason})`);
           return;
         }
         if (!this.running) throw e;
         const pause = RETRY_DELAYS_MS[Math.min(tries - 1, RETRY_DELAYS_MS.length - 1)];
-        if (tries === 1) this.logger.warn(`recording dead letter ${record.id} failed (${why}); trying again until it goes through`);
+        if (tries === 1) this.logger.warn({ ...rawTaskLogFields(d.message), dead_letter_id: record.id }, `recording dead letter ${record.id} failed (${why}); trying again until it goes through`);
         await sleepUnlessAborted(pause, this.stopping.signal);
       }
     }

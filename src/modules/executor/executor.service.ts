@@ -13,6 +13,7 @@ import { ActionRegistry } from '../../actions/action-registry';
 import { HookPublisher } from '../hooks/hook-publisher';
 import { TaskStatsRecorder } from '../../stats/task-stats.recorder';
 import { StartedTask, TaskResultsRepository } from './task-results.repository';
+import { rawTaskLogFields, taskLogFields } from '../../logging/task-log';
 
 /**
  * Pauses before each further try of a result write that threw: 5 tries within about 10 s. The action has
@@ -106,6 +107,7 @@ export class ExecutorService {
     const plugin = this.plugins.get(message.action.type);
     if (!plugin) {
       const reason = `No connector configured for ${String(message.action.type)}`;
+      this.logger.warn(taskLogFields(message), `task ${message.taskId} dead-lettered: ${reason}`);
       // Another executor might have the plugin, but retrying blindly could loop; the plan's owner sees why.
       const recorded = await this.record('failure', message, () => this.results.failed(message, new Date(), reason, null, last));
       this.stats.finished(started.userId, Date.now(), false, null);
@@ -133,6 +135,12 @@ export class ExecutorService {
     const retriesLeft = !outcome.permanent && message.attempt <= message.maxFailureRetry;
     const retryAt = retriesLeft ? new Date(at.getTime() + backoffDelay(this.config.retry, message.attempt)) : null;
     const recorded = await this.record('failure', message, () => this.results.failed(message, at, outcome.error, retryAt, last && !retriesLeft));
+    this.logger.warn(
+      { ...taskLogFields(message), retry_at: retryAt?.toISOString() ?? null, error: outcome.error },
+      retryAt
+        ? `task ${message.taskId}: attempt ${message.attempt} failed; retry at ${retryAt.toISOString()}`
+        : `task ${message.taskId}: attempt ${message.attempt} failed; no retry left, dead-lettered`,
+    );
     if (recorded) await this.fireFailure(message, started.hooks);
     if (recorded && retriesLeft) this.metrics.retryScheduled();
     if (recorded && !retriesLeft) {
@@ -153,9 +161,9 @@ export class ExecutorService {
     const retryAt = new Date(Date.now() + backoffDelay(this.config.retry, message.attempt));
     try {
       await this.results.unrecorded(message, retryAt);
-      this.logger.error(`task ${message.taskId}: attempt ${message.attempt} has no result (${why}); the scheduler takes it back at ${retryAt.toISOString()}`);
+      this.logger.error(taskLogFields(message), `task ${message.taskId}: attempt ${message.attempt} has no result (${why}); the scheduler takes it back at ${retryAt.toISOString()}`);
     } catch (e) {
-      this.logger.error(`task ${message.taskId}: attempt ${message.attempt} has no result (${why}), nor could that be noted (${e instanceof Error ? e.message : String(e)}); its lease brings it back`);
+      this.logger.error(taskLogFields(message), `task ${message.taskId}: attempt ${message.attempt} has no result (${why}), nor could that be noted (${e instanceof Error ? e.message : String(e)}); its lease brings it back`);
     }
   }
 
@@ -173,10 +181,10 @@ export class ExecutorService {
         const why = e instanceof Error ? e.message : String(e);
         const pause = RECORD_RETRY_DELAYS_MS[tries - 1];
         if (pause === undefined) {
-          this.logger.error(`could not record the ${what} of task ${message.taskId} in ${tries} tries, leaving it to its lease: ${why}`);
+          this.logger.error(taskLogFields(message), `could not record the ${what} of task ${message.taskId} in ${tries} tries, leaving it to its lease: ${why}`);
           throw e;
         }
-        this.logger.warn(`recording the ${what} of task ${message.taskId} failed (${why}); trying again in ${pause} ms`);
+        this.logger.warn(taskLogFields(message), `recording the ${what} of task ${message.taskId} failed (${why}); trying again in ${pause} ms`);
         await new Promise((resolve) => setTimeout(resolve, pause));
       }
     }
@@ -192,7 +200,7 @@ export class ExecutorService {
       await this.handle(raw);
     } catch (e) {
       if (!isDatabaseUnavailable(e)) throw e;
-      this.logger.warn(`task ${String(raw.taskId)} left to its lease, the database is not answering: ${e instanceof Error ? e.message : String(e)}`);
+      this.logger.warn(rawTaskLogFields(raw), `task ${String(raw.taskId)} left to its lease, the database is not answering: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
 

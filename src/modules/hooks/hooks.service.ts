@@ -10,6 +10,7 @@ import { HookMessage, parseHookMessage } from './hook-message';
 import { HookPublisher } from './hook-publisher';
 import { HookRetriesRepository } from './hook-retries.repository';
 import { HookRetryRelay } from './hook-retry.relay';
+import { taskLogFields } from '../../logging/task-log';
 
 /**
  * Runs hook messages from the hooks queue through the same plugins as plans ("eat what you kill"). A failed
@@ -65,6 +66,11 @@ export class HooksService implements BeforeApplicationShutdown {
     if (outcome.ok) return;
 
     const error = storableText(outcome.error, this.config.maxErrorTextLength);
+    const retrying = plugin && !outcome.permanent && message.attempt <= maxRetry;
+    this.logger.warn(
+      { ...hookLogFields(message), error },
+      `hook ${message.hookIndex} (${message.trigger}) of task ${message.taskId} failed on try ${message.attempt}; ${retrying ? 'retrying' : 'dead-lettered'}`,
+    );
     // A permanent failure (an egress denial) is dead-lettered at once: the same policy refuses every retry.
     if (plugin && !outcome.permanent && message.attempt <= maxRetry) {
       await this.parkNext(message, error, backoffDelay(this.config.retry, message.attempt));
@@ -74,7 +80,7 @@ export class HooksService implements BeforeApplicationShutdown {
     // The dead letter carries the reason too: a log the database cannot take now must not change what it says.
     await this.retries.log(message, error).catch((e: unknown) => {
       if (!isDatabaseUnavailable(e)) throw e;
-      this.logger.warn(`the HookErrorLog of hook ${message.hookIndex} of task ${message.taskId} was not written: ${e instanceof Error ? e.message : String(e)}`);
+      this.logger.warn(hookLogFields(message), `the HookErrorLog of hook ${message.hookIndex} of task ${message.taskId} was not written: ${e instanceof Error ? e.message : String(e)}`);
     });
     this.metrics.deadLettered(plugin ? 'exhausted' : 'no_connector');
     throw new DeadLetter(outcome.permanent ? outcome.error : `Hook failed after ${message.attempt} attempt(s): ${outcome.error}`);
@@ -92,6 +98,7 @@ export class HooksService implements BeforeApplicationShutdown {
     } catch (e) {
       if (!isDatabaseUnavailable(e)) throw e;
       this.logger.warn(
+        hookLogFields(message),
         `hook ${message.hookIndex} of task ${message.taskId} failed (${error}); the database is unavailable, so its ` +
           `next try waits ${delayMs} ms in memory: ${e instanceof Error ? e.message : String(e)}`,
       );
@@ -99,4 +106,13 @@ export class HooksService implements BeforeApplicationShutdown {
       await this.publisher.retry(message);
     }
   }
+}
+
+/** A hook line's task fields (attempt: the task's; a hook has no dispatch_seq) plus which hook and which try. */
+function hookLogFields(message: HookMessage): object {
+  return {
+    ...taskLogFields({ planId: message.planId, taskId: message.taskId, attempt: message.taskAttempt }),
+    hook_index: message.hookIndex,
+    hook_attempt: message.attempt,
+  };
 }

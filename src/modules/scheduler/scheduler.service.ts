@@ -6,6 +6,7 @@ import { EXECUTOR_MESSAGE_TYPE, ExecutorMessage, executorDispatches } from '../.
 import { TaskStatus } from '../../connectors/repo/entities/task.entity';
 import { HookPublisher } from '../hooks/hook-publisher';
 import { ClaimedTask, ClaimOptions, ExhaustedTask, TaskClaimsRepository } from './task-claims.repository';
+import { taskLogFields } from '../../logging/task-log';
 
 /** Claims held in memory (claimed, waiting for their due time) never exceed this many per claim batch. */
 const HELD_PER_BATCH = 20;
@@ -123,7 +124,7 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
         this.measureClaim(batch, started);
         if (batch.length + exhausted.length > 0) {
           this.metrics.leaseExpired(batch.length + exhausted.length);
-          this.logger.warn(`re-dispatching ${batch.length} task(s) whose lease lapsed`);
+          for (const t of batch) this.logger.warn(taskLogFields(t), `re-dispatching task ${t.taskId}: its lease lapsed`);
         }
         this.hold(batch);
         for (const t of exhausted) await this.settleExhausted(t);
@@ -141,7 +142,7 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
    * that dies after recording a failure does).
    */
   private async settleExhausted(t: ExhaustedTask): Promise<void> {
-    this.logger.error(`task ${t.taskId} of plan ${t.planId} failed: ${t.reason}`);
+    this.logger.error(taskLogFields(t), `task ${t.taskId} of plan ${t.planId} failed: ${t.reason}`);
     this.metrics.deadLettered('exhausted');
     await this.untilDone(`ON_FAILURE hooks of task ${t.taskId}`, () =>
       this.hooks.fire('ON_FAILURE', t.hooks, { planId: t.planId, taskId: t.taskId, taskAttempt: t.attempt, taskStatus: TaskStatus.Failure }),
@@ -202,10 +203,13 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
       for (const t of tasks) {
         this.held.delete(t.taskId);
         const late = now - t.dueAt;
-        if (late > this.config.executionBuffer) this.logger.warn(`task ${t.taskId} dispatched ${late} ms after its due time`);
+        if (late > this.config.executionBuffer) this.logger.warn({ ...taskLogFields(t), late_ms: late }, `task ${t.taskId} dispatched ${late} ms after its due time`);
       }
     } catch (e) {
-      this.logger.error(`publish of ${tasks.length} task(s) failed: ${e instanceof Error ? e.message : String(e)}`);
+      // One line for the batch (a broker outage would otherwise print a line per task per retry), then which.
+      const why = e instanceof Error ? e.message : String(e);
+      this.logger.error({ tasks: tasks.length }, `publish of ${tasks.length} task(s) failed: ${why}`);
+      for (const t of tasks) this.logger.debug(taskLogFields(t), `publish of task ${t.taskId} failed`);
       if (retry && this.running) {
         const timer = setTimeout(() => {
           this.timers.delete(timer);

@@ -614,7 +614,7 @@ function nextOccurrence(plan: PlanRow, due: number, now: number): number | null 
     // A stored schedule this runtime refuses (an older time zone database in a rolling upgrade): one plan
     // must not fail the claim of the whole batch, and with it its partitions. This occurrence still runs;
     // the plan gets no successor, which this error says.
-    new Logger('TaskClaims').error(`plan ${plan.id}: cannot compute its next occurrence: ${e instanceof Error ? e.message : String(e)}`);
+    new Logger('TaskClaims').error({ plan_id: plan.id }, `plan ${plan.id}: cannot compute its next occurrence: ${e instanceof Error ? e.message : String(e)}`);
   }
   return undefined;
 }
