@@ -10,6 +10,8 @@ import { taskLogFields } from '../../logging/task-log';
 
 /** Claims held in memory (claimed, waiting for their due time) never exceed this many per claim batch. */
 const HELD_PER_BATCH = 20;
+/** Lapsed leases logged one warn line each per sweep; the rest of the sweep's go to debug. */
+const LAPSED_WARN_LINES = 10;
 /** After a failed publish (broker down), try again this soon; the lease covers us if we never manage. */
 const PUBLISH_RETRY_MS = 500;
 
@@ -124,7 +126,15 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
         this.measureClaim(batch, started);
         if (batch.length + exhausted.length > 0) {
           this.metrics.leaseExpired(batch.length + exhausted.length);
-          for (const t of batch) this.logger.warn(taskLogFields(t), `re-dispatching task ${t.taskId}: its lease lapsed`);
+          // One line per task, but an executor crash can lapse thousands at once: the first few at warn,
+          // the rest at debug behind one count, so a recovery cannot flood the logs.
+          batch.forEach((t, i) => {
+            if (i < LAPSED_WARN_LINES) this.logger.warn(taskLogFields(t), `re-dispatching task ${t.taskId}: its lease lapsed`);
+            else this.logger.debug(taskLogFields(t), `re-dispatching task ${t.taskId}: its lease lapsed`);
+          });
+          if (batch.length > LAPSED_WARN_LINES) {
+            this.logger.warn(`re-dispatching ${batch.length - LAPSED_WARN_LINES} more tasks whose lease lapsed (one debug line each)`);
+          }
         }
         this.hold(batch);
         for (const t of exhausted) await this.settleExhausted(t);
