@@ -7,6 +7,7 @@ import { redactCredentialPatterns } from './actions/redact';
 import { configSecrets } from './logging/config-secrets';
 import { createLogging } from './logging/logging';
 import { describeRoles, Role } from './role/role';
+import { startTracing } from './tracing/tracing';
 
 /** How long SIGTERM may take (closing consumers, draining, closing connections) before we exit anyway. */
 const SHUTDOWN_DEADLINE_MS = 30_000;
@@ -33,6 +34,8 @@ async function bootstrap(): Promise<void> {
   Logger.overrideLogger(logging.nest);
   scrub = logging.scrub;
   warnings.forEach((w) => logger.warn(w));
+  // Off unless OTEL_* configures a trace exporter (README "Traces").
+  const tracing = startTracing({ env: process.env, roles: config.roles });
 
   const app = await createApp(config, { logger: logging.nest, logging });
   // Our own handler rather than enableShutdownHooks(): Nest's re-raises the signal after closing, so the
@@ -47,7 +50,9 @@ async function bootstrap(): Promise<void> {
         logger.error(`shutdown took longer than ${SHUTDOWN_DEADLINE_MS} ms; exiting`);
         process.exit(1);
       }, SHUTDOWN_DEADLINE_MS).unref();
-      app.close().then(
+      // The exporter batches spans: flush them after the app has drained (bounded by the OTLP timeout, inside
+      // the shutdown deadline); a no-op when tracing is off. Spans that cannot be sent do not fail the shutdown.
+      app.close().then(() => tracing.shutdown().catch((e: unknown) => logger.warn(`could not flush traces: ${e instanceof Error ? e.message : String(e)}`))).then(
         () => process.exit(0),
         (e: unknown) => {
           logger.error(`shutdown failed: ${e instanceof Error ? e.message : String(e)}`);

@@ -25,6 +25,13 @@ export type ExecutorMessage = {
    * start the task. Absent in messages from older schedulers: the executor then extends the lease.
    */
   leaseUntil?: number;
+  /**
+   * The W3C traceparent of the dispatch span (README "Traces"), so the execution joins the plan's trace. Only
+   * while tracing is on and the plan has a trace context; absent in messages from older schedulers. Telemetry
+   * only: parseExecutorMessage drops one that is not a string, and its use ignores one that is no valid
+   * traceparent, so it never fails a task.
+   */
+  traceparent?: string;
 };
 
 /**
@@ -120,5 +127,9 @@ export function parseExecutorMessage(raw: Record<string, unknown>): ExecutorMess
   if (typeof raw.action !== 'object' || raw.action === null || Array.isArray(raw.action)) missing.push('action');
   if (raw.leaseUntil !== undefined && !int('leaseUntil')) missing.push('leaseUntil');
   if (missing.length > 0) return `malformed executor message: bad or missing ${missing.join(', ')}`;
+  if (raw.traceparent !== undefined && typeof raw.traceparent !== 'string') {
+    const { traceparent: _dropped, ...rest } = raw;
+    return rest as unknown as ExecutorMessage;
+  }
   return raw as unknown as ExecutorMessage;
 }

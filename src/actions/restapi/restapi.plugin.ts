@@ -7,6 +7,7 @@ import { ACTION_TYPE, BODY_TYPE, METHODS, Method } from '../../modules/plans/dto
 import { ActionContext, ActionPlugin, ActionResult } from '../action-plugin';
 import { errorText, MAX_TIMER_MS, pause, socketBackInPool, untilAborted } from '../call-utils';
 import { headerSecrets, redactSecrets, urlSecrets } from '../redact';
+import { ClientSpan, endClientSpan, startClientSpan, withTraceparent } from '../../tracing/spans';
 
 /** executor.yml `connectors: [{ type: restapi, configs: {...} }]`. All optional. */
 export interface RestApiPluginConfigs {
@@ -102,7 +103,9 @@ class DeadlineError extends Error {}
  *   (never retried: the same policy refuses every retry).
  *
  * Every call carries `Idempotency-Key: <taskId>`, `X-Karya-Plan-Id`, `X-Karya-Task-Id` and `X-Karya-Attempt`
- * (semantics.md "Delivery guarantees"); these win over same-named headers in the action.
+ * (semantics.md "Delivery guarantees"); these win over same-named headers in the action. When the task is
+ * traced (README "Traces") the call is a CLIENT span and carries its `traceparent`, which wins over the
+ * action's own.
  */
 export class RestApiPlugin extends ActionPlugin {
   readonly actionType = ACTION_TYPE.RestApi;
@@ -160,7 +163,9 @@ export class RestApiPlugin extends ActionPlugin {
       } catch (err) {
         return invocationFailed(`invalid RestApiRequest: ${errorText(err)}`);
       }
-      const result = await this.execute(call);
+      const client = startClientSpan(call.method, call.url, call.secrets);
+      if (client) call.headers = withTraceparent(call.headers, client);
+      const result = await this.execute(call, client);
       // Targets echo requests (a debug 500 dumping its headers) and errors quote the URL: the stored text must
       // not hand the call's credentials to whoever reads the error log.
       return result.ok ? result : { ...result, error: redactSecrets(result.error, call.secrets) };
@@ -177,7 +182,19 @@ export class RestApiPlugin extends ActionPlugin {
     return this.closing;
   }
 
-  private async execute(call: RestCall): Promise<ActionResult> {
+  /** Runs the call; `client`, its span when traced, is ended here with the response's status. */
+  private async execute(call: RestCall, client?: ClientSpan): Promise<ActionResult> {
+    let status: number | undefined;
+    let result: ActionResult | undefined;
+    try {
+      result = await this.send(call, (code) => (status = code));
+      return result;
+    } finally {
+      if (client) endClientSpan(client, status, clientErrorType(result, status));
+    }
+  }
+
+  private async send(call: RestCall, responded: (status: number) => void): Promise<ActionResult> {
     const { url, method, timeout } = call;
     const what = `${method} ${url}`;
     const deadline = new AbortController();
@@ -242,6 +259,7 @@ export class RestApiPlugin extends ActionPlugin {
 
       // --- 2. A response arrived: never retried from here on.
       const { statusCode, body } = response;
+      responded(statusCode);
       if (statusCode >= 200 && statusCode < 300) {
         try {
           await discard(body);
@@ -414,6 +432,14 @@ async function readCapped(
     if (/[\uD800-\uDBFF]$/.test(text)) text = text.slice(0, -1);
   }
   return text + note;
+}
+
+/** The span's low-cardinality `error.type` of a failed call (its text may quote the body: never recorded). */
+function clientErrorType(result: ActionResult | undefined, status: number | undefined): string | undefined {
+  if (result === undefined) return 'exception';
+  if (result.ok) return undefined;
+  if (result.permanent) return 'egress_denied';
+  return status === undefined ? 'no_response' : 'response_incomplete';
 }
 
 /** The policy's text as is (the error log and the dead-letter reason), marked permanent: no retry can pass. */

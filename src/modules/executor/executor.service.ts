@@ -14,6 +14,7 @@ import { HookPublisher } from '../hooks/hook-publisher';
 import { TaskStatsRecorder } from '../../stats/task-stats.recorder';
 import { StartedTask, TaskResultsRepository } from './task-results.repository';
 import { rawTaskLogFields, taskLogFields } from '../../logging/task-log';
+import { traceExecution } from '../../tracing/spans';
 
 /**
  * Pauses before each further try of a result write that threw: 5 tries within about 10 s. The action has
@@ -197,7 +198,8 @@ export class ExecutorService {
    */
   private async handleOrLeave(raw: Record<string, unknown>): Promise<void> {
     try {
-      await this.handle(raw);
+      // The message's traceparent (when the scheduler traced its dispatch) makes this a span of the plan's trace.
+      await traceExecution(raw, () => this.handle(raw));
     } catch (e) {
       if (!isDatabaseUnavailable(e)) throw e;
       this.logger.warn(rawTaskLogFields(raw), `task ${String(raw.taskId)} left to its lease, the database is not answering: ${e instanceof Error ? e.message : String(e)}`);

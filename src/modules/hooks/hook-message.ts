@@ -19,6 +19,11 @@ export type HookMessage = {
   hookIndex: number;
   attempt: number;
   hook: { trigger: string; action: JsonObject; max_retry: number };
+  /**
+   * The traceparent of the execution that fired it, when that was traced (README "Traces"); kept by its
+   * retries. Telemetry only: used only when valid (src/tracing), absent in older messages.
+   */
+  traceparent?: string;
 };
 
 export function parseHookMessage(raw: Record<string, unknown>): HookMessage | string {

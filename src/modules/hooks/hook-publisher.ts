@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { JsonObject } from '../../connectors/repo/entities/plan.entity';
 import { QueueName, TaskQueue } from '../../connectors/queue/queue.port';
 import { HOOK_MESSAGE_TYPE, HookMessage, Trigger } from './hook-message';
+import { activeTraceparent } from '../../tracing/tracing';
 
 export interface FiredBy {
   planId: string;
@@ -17,6 +18,8 @@ export class HookPublisher {
 
   async fire(trigger: Trigger, hooks: JsonObject[], by: FiredBy): Promise<number> {
     const messages: HookMessage[] = [];
+    // Null unless tracing is on and the firing execution is traced: the hook's run joins its trace.
+    const traceparent = activeTraceparent();
     hooks.forEach((hook, hookIndex) => {
       if (hook.trigger !== trigger) return;
       messages.push({
@@ -29,6 +32,7 @@ export class HookPublisher {
         hookIndex,
         attempt: 1,
         hook: { trigger, action: hook.action as JsonObject, max_retry: typeof hook.max_retry === 'number' ? hook.max_retry : 3 },
+        ...(traceparent !== null && { traceparent }),
       });
     });
     if (messages.length > 0) await this.queue.publishBatch(QueueName.Hooks, messages);

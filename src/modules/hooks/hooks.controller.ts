@@ -3,6 +3,7 @@ import { EventPattern, Payload } from '@nestjs/microservices';
 import { QueueName } from '../../connectors/queue/queue.port';
 import { PassThroughRpcFilter } from '../../pipeline/pass-through-rpc.filter';
 import { HooksService } from './hooks.service';
+import { traceHook } from '../../tracing/spans';
 
 /** Messages of the hooks queue, delivered by QueueTransport in processes with the executor role. */
 @Controller()
@@ -12,6 +13,6 @@ export class HooksController {
 
   @EventPattern(QueueName.Hooks)
   handle(@Payload() message: Record<string, unknown>): Promise<void> {
-    return this.hooks.handle(message);
+    return traceHook(message, () => this.hooks.handle(message));
   }
 }

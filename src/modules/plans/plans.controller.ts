@@ -1,4 +1,4 @@
-import { BadRequestException, Body, Controller, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
+import { BadRequestException, Body, Controller, Get, HttpCode, Param, Patch, Post, Query, Req } from '@nestjs/common';
 import {
   ApiBadRequestResponse,
   ApiBody,
@@ -39,6 +39,8 @@ import {
 } from './dto/plan-response.dto';
 import { PLAN_FILTERS, PlanFilter } from './plans.repository';
 import { PlansService } from './plans.service';
+import type { Request } from 'express';
+import { traceSubmit } from '../../tracing/spans';
 
 /** GET /v1/plan's optional `status` filter, any case; a bad value is a 400 naming it. */
 function planFilter(value: unknown): PlanFilter | undefined {
@@ -68,9 +70,12 @@ export class PlansController {
   @ApiBadRequestResponse(PLAIN_TEXT)
   @ApiNotFoundResponse(plainText('User (ID) not found'))
   @ApiForbiddenResponse(plainText('user_id: a key may act only for its own user, got "…"'))
-  async submit(@CurrentCaller() caller: Caller, @Body() body: SubmitPlanRequestDto): Promise<PlanDto> {
-    requireActsFor(caller, body.user_id, 'user_id');
-    return mapPlan(await this.plans.submit(body));
+  async submit(@CurrentCaller() caller: Caller, @Body() body: SubmitPlanRequestDto, @Req() req: Request): Promise<PlanDto> {
+    // The request's `traceparent` is continued when tracing is on (README "Traces").
+    return traceSubmit(req.headers, async () => {
+      requireActsFor(caller, body.user_id, 'user_id');
+      return mapPlan(await this.plans.submit(body));
+    });
   }
 
   @Get()

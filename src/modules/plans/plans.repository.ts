@@ -75,7 +75,7 @@ export class PlansRepository {
     const rows = batch.map(({ plan, task }) => ({
       id: plan.id, user_id: plan.userId, description: plan.description, period_time: plan.periodTime, type: plan.type,
       status: plan.status, max_failure_retry: plan.maxFailureRetry, action: plan.action, hook: plan.hook,
-      parent_plan_id: plan.parentPlanId, created_at: plan.createdAt, updated_at: plan.updatedAt,
+      parent_plan_id: plan.parentPlanId, created_at: plan.createdAt, updated_at: plan.updatedAt, trace_context: plan.traceContext ?? null,
       task_id: task.id, partition_key: task.partitionKey, task_status: task.status, next_execution_at: task.nextExecutionAt,
     }));
     const stored = await sqlRows<{ id: string }>(
@@ -83,15 +83,15 @@ export class PlansRepository {
       `WITH v AS (
          SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(
            id uuid, user_id uuid, description text, period_time text, type jsonb, status text, max_failure_retry int,
-           action jsonb, hook jsonb, parent_plan_id uuid, created_at timestamptz, updated_at timestamptz,
+           action jsonb, hook jsonb, parent_plan_id uuid, created_at timestamptz, updated_at timestamptz, trace_context text,
            task_id uuid, partition_key int, task_status text, next_execution_at timestamptz)
        ), ok AS (
          SELECT * FROM v WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = v.user_id)
        ), p AS (
          INSERT INTO plans (id, user_id, description, period_time, type, status, max_failure_retry, action, hook,
-                            parent_plan_id, created_at, updated_at)
+                            parent_plan_id, created_at, updated_at, trace_context)
          SELECT id, user_id, description, period_time, type, status, max_failure_retry, action, hook,
-                parent_plan_id, created_at, updated_at FROM ok
+                parent_plan_id, created_at, updated_at, trace_context FROM ok
          ON CONFLICT (id) DO NOTHING
        ), t AS (
          INSERT INTO tasks (id, partition_key, plan_id, status, attempt, created_at, next_execution_at)

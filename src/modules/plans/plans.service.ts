@@ -24,6 +24,7 @@ import { isCron, isRecurring } from './dto/plan-response.dto';
 import { checkChainOwners, checkHookChainOwners, checkHooks, checkPlanRequest, checkRecurringPeriod, PlanRules } from './plan-request.rules';
 import { parsePeriod } from './period';
 import { PlanChanges, PlanFilter, PlansRepository } from './plans.repository';
+import { activeTraceparent } from '../../tracing/tracing';
 
 /** A plan's schedule state (GET /v1/plan/{id}/state, pause, resume): what the v1 Plan cannot show. */
 export interface PlanState {
@@ -96,6 +97,9 @@ export class PlansService {
       createdAt: now,
       updatedAt: now,
       pausedAt: null,
+      // The submit span's (the controller's traceSubmit; a chained child's: its parent's execution), null
+      // while tracing is off: the claims of its tasks join this trace.
+      traceContext: activeTraceparent(),
     };
     const task: TaskEntity = {
       id: randomUUID(),

@@ -7,6 +7,7 @@ import { TaskStatus } from '../../connectors/repo/entities/task.entity';
 import { HookPublisher } from '../hooks/hook-publisher';
 import { ClaimedTask, ClaimOptions, ExhaustedTask, TaskClaimsRepository } from './task-claims.repository';
 import { taskLogFields } from '../../logging/task-log';
+import { endDispatchSpans, startDispatchSpans, traceClaims } from '../../tracing/spans';
 
 /** Claims held in memory (claimed, waiting for their due time) never exceed this many per claim batch. */
 const HELD_PER_BATCH = 20;
@@ -105,6 +106,7 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
           const started = Date.now();
           const batch = await this.claims.claim(kind, this.options(partitions, started + lookahead, limit));
           this.measureClaim(batch, started);
+          traceClaims(batch, started);
           this.hold(batch);
           full ||= batch.length === limit;
         }
@@ -124,6 +126,7 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
         const started = Date.now();
         const { claimed: batch, exhausted } = await this.claims.sweepLapsed(this.options(this.partitions, started, this.batchSize));
         this.measureClaim(batch, started);
+        traceClaims(batch, started);
         if (batch.length + exhausted.length > 0) {
           this.metrics.leaseExpired(batch.length + exhausted.length);
           // One line per task, but an executor crash can lapse thousands at once: the first few at warn,
@@ -206,8 +209,12 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
 
   private async publish(tasks: ClaimedTask[], retry: boolean): Promise<void> {
     if (tasks.length === 0) return;
+    const messages = tasks.map(toMessage);
+    // Undefined (and nothing added to the messages) unless tracing is on and some task has a trace.
+    const spans = startDispatchSpans(tasks, messages);
     try {
-      await Promise.all(executorDispatches(tasks.map(toMessage)).map((d) => this.queue.publishBatch(d.queue, d.messages)));
+      await Promise.all(executorDispatches(messages).map((d) => this.queue.publishBatch(d.queue, d.messages)));
+      endDispatchSpans(spans);
       this.metrics.dispatched(tasks.length);
       const now = Date.now();
       for (const t of tasks) {
@@ -216,6 +223,7 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
         if (late > this.config.executionBuffer) this.logger.warn({ ...taskLogFields(t), late_ms: late }, `task ${t.taskId} dispatched ${late} ms after its due time`);
       }
     } catch (e) {
+      endDispatchSpans(spans, e);
       // One line for the batch (a broker outage would otherwise print a line per task per retry), then which.
       const why = e instanceof Error ? e.message : String(e);
       this.logger.error({ tasks: tasks.length }, `publish of ${tasks.length} task(s) failed: ${why}`);

@@ -29,6 +29,8 @@ export interface ClaimedTask {
   maxFailureRetry: number;
   /** Until when this claim's lease runs (epoch ms), the run of the action included. */
   leaseUntil: number;
+  /** The plan's traceparent (plans.trace_context), which the claim's span continues (src/tracing/spans.ts). */
+  traceContext?: string | null;
 }
 
 /**
@@ -75,6 +77,7 @@ interface PlanRow {
   period_time: string;
   max_failure_retry: number;
   paused_at: Date | null;
+  trace_context: string | null;
 }
 
 /** A task "still running" for the overlap policies: PROCESSING, or failed and waiting for a retry. */
@@ -272,6 +275,7 @@ export class TaskClaimsRepository {
           action: plan.action,
           maxFailureRetry: r.retry_limit ?? plan.max_failure_retry,
           leaseUntil: r.lease_until.getTime(),
+          traceContext: plan.trace_context,
         };
       });
       return { claimed, starting, exhausted, ending };
@@ -561,7 +565,7 @@ export class TaskClaimsRepository {
 
   private async plansOf(m: EntityManager, ids: string[]): Promise<Map<string, PlanRow>> {
     const rows: PlanRow[] = await m.query(
-      `SELECT id, type, status, action, period_time, max_failure_retry, paused_at FROM plans WHERE id = ANY($1::uuid[])`,
+      `SELECT id, type, status, action, period_time, max_failure_retry, paused_at, trace_context FROM plans WHERE id = ANY($1::uuid[])`,
       [ids],
     );
     return new Map(rows.map((p) => [p.id, p]));

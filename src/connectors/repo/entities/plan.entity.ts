@@ -62,4 +62,12 @@ export class PlanEntity {
    */
   @Column({ name: 'paused_at', type: 'timestamptz', precision: 3, nullable: true })
   pausedAt!: Date | null;
+
+  /**
+   * The W3C traceparent of the submit's span (README "Traces"), which the claims of every task of the plan
+   * continue. Set only while tracing is on; never part of a v1 response. Optional so that code building a
+   * plan without tracing in mind need not name it.
+   */
+  @Column({ name: 'trace_context', type: 'varchar', length: 55, nullable: true })
+  traceContext?: string | null;
 }
