@@ -274,7 +274,7 @@ describe.each(stacks({ partitions: PARTITIONS }))('retention PT0S on $name', (ta
     const log = await rows.errorLog(plan, task);
     const letter = await rows.deadLetter();
 
-    await ds.query(`INSERT INTO task_stats (bucket, user_id, succeeded, failed, lateness) VALUES (now() - interval '61 minutes', $1, 1, 0, '{1}')`, [userId]);
+    await ds.query(`INSERT INTO task_stats (bucket, user_id, source, succeeded, failed, lateness) VALUES (now() - interval '61 minutes', $1, gen_random_uuid(), 1, 0, '{1}')`, [userId]);
 
     const housekeeper = app.get(Housekeeper);
     // The loop still runs, once a minute, for task_stats alone: they would grow without bound otherwise.

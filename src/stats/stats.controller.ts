@@ -145,7 +145,7 @@ export class PlanFiresController {
     const owner = ownerScope(caller);
     const plan = await this.stats.plan(id);
     if (!plan || (owner !== undefined && plan.userId !== owner)) throw planNotFound(id);
-    const head = await this.stats.scheduleHead(id);
+    const head = await this.stats.scheduleHead(plan);
     return { plan_id: id, fires: planFires(plan, head, Date.now(), count) };
   }
 }

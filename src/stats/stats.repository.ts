@@ -4,6 +4,7 @@ import { JsonObject, PlanStatus } from '../connectors/repo/entities/plan.entity'
 import { TaskStatus } from '../connectors/repo/entities/task.entity';
 import { sqlRows } from '../connectors/repo/sql';
 import { withTransientRetry } from '../connectors/repo/transient';
+import { PLAN_TYPE } from '../modules/plans/dto/discriminators';
 
 /** The summed counts of one bucket: succeeded, failed and the lateness histogram. */
 export interface BucketCounts {
@@ -34,8 +35,9 @@ export class StatsRepository {
   constructor(private readonly ds: DataSource) {}
 
   /**
-   * task_stats summed per bucket over [from, to), for one user or everyone: two range scans of
-   * task_stats_bucket_idx, each answering at most a row per bucket (per slot for the histogram).
+   * task_stats summed per bucket over [from, to) and over the executors' sources, for one user or everyone:
+   * two range scans (task_stats_user_bucket_idx for a user, task_stats_bucket_user_source_key for everyone),
+   * each answering at most a row per bucket (per slot for the histogram).
    */
   async buckets(from: number, to: number, userId: string | undefined): Promise<Map<number, BucketCounts>> {
     const params: unknown[] = [new Date(from), new Date(to)];
@@ -96,15 +98,25 @@ export class StatsRepository {
    * The plan's newest task whose successor is not created yet: the pending occurrence that carries the
    * schedule on (run-now tasks are created with next_created set, so they never count). Newest first on
    * tasks_plan_idx; only run-now tasks can come before it.
+   *
+   * A bounded plan's final occurrence is marked next_created too when claimed, though it has no successor.
+   * When no other head exists, the newest task for which isLastRun holds carries the schedule (its last fire),
+   * as in resume(): so a final occurrence claimed ahead and handed back PAUSED is still listed.
    */
-  async scheduleHead(planId: string): Promise<ScheduleHead | null> {
-    const [row] = await withTransientRetry(() =>
-      sqlRows<{ status: TaskStatus; due: Date | null }>(
-        this.ds,
-        `SELECT status, next_execution_at AS due FROM tasks WHERE plan_id = $1 AND NOT next_created ORDER BY created_at DESC, id DESC LIMIT 1`,
-        [planId],
-      ),
-    );
+  async scheduleHead(plan: Pick<PlanSchedule, 'id' | 'type'>): Promise<ScheduleHead | null> {
+    const newest = (where: string, params: unknown[]) =>
+      withTransientRetry(() =>
+        sqlRows<{ status: TaskStatus; due: Date | null }>(
+          this.ds,
+          `SELECT status, next_execution_at AS due FROM tasks WHERE plan_id = $1 AND ${where} ORDER BY created_at DESC, id DESC LIMIT 1`,
+          params,
+        ),
+      );
+    let [row] = await newest('NOT next_created', [plan.id]);
+    // isLastRun for a recurring or cron plan: due at or after end_at (a OneTime task is never the case here).
+    if (!row && plan.type.type !== PLAN_TYPE.OneTime && typeof plan.type.end_at === 'number') {
+      [row] = await newest('next_execution_at >= $2', [plan.id, new Date(plan.type.end_at)]);
+    }
     return row && row.due !== null ? { status: row.status, due: new Date(row.due).getTime() } : null;
   }
 }

@@ -13,8 +13,9 @@ export function bucketOf(t: number): number {
 
 /**
  * Deletes up to `limit` task_stats rows older than STATS_KEEP_MS (by the database's clock), for the
- * housekeeper. Rows are never updated, so picking them by ctid first and deleting those is safe, and keeps
- * each statement bounded; the bucket index finds them.
+ * housekeeper. Picking them by ctid first keeps each statement bounded; the (bucket, user_id, source) index
+ * finds them. Rows that old are no longer upserted (the recorders age their cells out after the same hour);
+ * one updated in between has a new ctid and is simply left for the next pass.
  */
 export async function deleteExpiredTaskStats(tx: EntityManager, limit: number): Promise<number> {
   const rows = await sqlRows<{ bucket: Date }>(

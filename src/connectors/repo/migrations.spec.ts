@@ -400,7 +400,7 @@ describe('the operations migration on a database holding the previous schema and
   beforeAll(async () => (db7 = await createTestDatabase()));
   afterAll(async () => db7.drop());
 
-  it('adds task_stats and plans.trace_context beside the existing rows, which are kept as they were', async () => {
+  it('adds task_stats (upserted per bucket, user and source) and plans.trace_context beside the existing rows, which are kept as they were', async () => {
     const userId = randomUUID();
     const planId = randomUUID();
     await upgradeFromPrevious(
@@ -419,12 +419,29 @@ describe('the operations migration on a database holding the previous schema and
         expect(plan).toEqual({ status: 'RUNNING', period_time: 'PT1M', paused: true, trace_context: null });
         const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
         await ds.query(`UPDATE plans SET trace_context = $2 WHERE id = $1`, [planId, traceparent]);
-        await ds.query(`INSERT INTO task_stats (bucket, user_id, succeeded, failed, lateness) VALUES (now(), $1, 3, 1, '{1,2,0}')`, [userId]);
-        expect(await ds.query(`SELECT succeeded, failed, lateness FROM task_stats WHERE user_id = $1`, [userId])).toEqual([
-          { succeeded: 3, failed: 1, lateness: [1, 2, 0] },
+        // The recorder's upsert: a second write of the same (bucket, user, source) overwrites the counts.
+        const upsert = `INSERT INTO task_stats (bucket, user_id, source, succeeded, failed, lateness)
+          VALUES (to_timestamp(1769000000), $1, $2, $3, $4, $5::int[])
+          ON CONFLICT (bucket, user_id, source) DO UPDATE SET succeeded = EXCLUDED.succeeded, failed = EXCLUDED.failed, lateness = EXCLUDED.lateness`;
+        const [source, other] = [randomUUID(), randomUUID()];
+        await ds.query(upsert, [userId, source, 2, 0, '{1,1,0}']);
+        await ds.query(upsert, [userId, source, 3, 1, '{1,2,0}']);
+        await ds.query(upsert, [userId, other, 5, 0, '{0,0,0}']);
+        expect(await ds.query(`SELECT source, succeeded, failed, lateness FROM task_stats WHERE user_id = $1 ORDER BY succeeded`, [userId])).toEqual([
+          { source, succeeded: 3, failed: 1, lateness: [1, 2, 0] },
+          { source: other, succeeded: 5, failed: 0, lateness: [0, 0, 0] },
         ]);
-        const idx: { indexdef: string }[] = await ds.query(`SELECT indexdef FROM pg_indexes WHERE indexname = 'task_stats_bucket_idx'`);
-        expect(idx[0].indexdef).toMatch(/\(bucket, user_id\)/);
+        await expect(ds.query(`INSERT INTO task_stats (bucket, user_id, succeeded, failed, lateness) VALUES (now(), $1, 1, 0, '{}')`, [userId])).rejects.toThrow(
+          /null value in column "source"/,
+        );
+        const idx: { indexname: string; indexdef: string }[] = await ds.query(
+          `SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'task_stats' ORDER BY indexname`,
+        );
+        expect(idx.map((i) => [i.indexname, i.indexdef.replace(/^.* USING btree /, '')])).toEqual([
+          ['task_stats_bucket_user_source_key', '(bucket, user_id, source)'],
+          ['task_stats_user_bucket_idx', '(user_id, bucket)'],
+        ]);
+        expect(idx[0].indexdef).toMatch(/^CREATE UNIQUE INDEX/);
       },
     );
   });
