@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { INestApplication } from '@nestjs/common';
-import { Browser, Page } from 'playwright-core';
+import { Browser, Page, Request } from 'playwright-core';
 import request from 'supertest';
 import { launchChromium, watchedPage, WatchedPage } from './support/browser';
 import { HttpSink, waitFor } from './support/http-sink';
@@ -29,6 +29,10 @@ const EGRESS = '  egress:\n    allowPrivateNetworks: true\n';
 const SERVER_YML = `application:\n  auth:\n    mode: apikey\n${EGRESS}`;
 const EXECUTOR_YML = `application:\n${EGRESS}`;
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+const REST = 'karya.core.entities.Action.RestApiRequest';
+const CHAINED = 'karya.core.entities.Action.ChainedRequest';
+const RECURRING = 'karya.core.entities.PlanType.Recurring';
+const ONE_TIME = 'karya.core.entities.PlanType.OneTime';
 
 describe('dashboard in Chromium (apikey mode, real PostgreSQL, Redis and RabbitMQ)', () => {
   const stack = stacks()[1];
@@ -38,6 +42,7 @@ describe('dashboard in Chromium (apikey mode, real PostgreSQL, Redis and RabbitM
   let http: ReturnType<INestApplication['getHttpServer']>;
   let base: string;
   let userName: string;
+  let userId: string;
   let key: string;
   let browser: Browser;
   let wp: WatchedPage;
@@ -49,7 +54,6 @@ describe('dashboard in Chromium (apikey mode, real PostgreSQL, Redis and RabbitM
     if (!existsSync(DIST_UI)) throw new Error(`${DIST_UI} is missing: run \`npm run build\` (it builds the dashboard into dist/ui) before this suite`);
     await sink.start();
     userName = `dash-${randomUUID().slice(0, 8)}`;
-    let userId: string;
     ({ app, http, userId } = await startInProcessKarya(stack, tmp, { executorYml: EXECUTOR_YML, serverYml: SERVER_YML, userName, adminKey: ADMIN_KEY }));
     await app.listen(0, '127.0.0.1');
     base = `http://127.0.0.1:${(http.address() as { port: number }).port}`;
@@ -274,6 +278,108 @@ describe('dashboard in Chromium (apikey mode, real PostgreSQL, Redis and RabbitM
     } finally {
       await admin.context.close();
     }
+  });
+
+  it("edits hooks without moving a masked credential to another hook's URL, and leaves them alone when only the period changes", async () => {
+    const secrets = ['hook-a-secret-4Rt7', 'hook-b-secret-9Kd2', 'hook-b-query-secret-3Mw8', 'child-body-secret-6Zp1', 'child-query-secret-2Qe5'];
+    const restHook = (path: string, token: string) => ({
+      trigger: 'ON_FAILURE',
+      action: { type: REST, protocol: 'HTTP', method: 'POST', base_url: `${sink.baseUrl}${path}`, headers: { Authorization: `Bearer ${token}` } },
+      max_retry: 0,
+    });
+    const submit = async (body: Record<string, unknown>): Promise<string> =>
+      (await request(http).post('/v1/plan').set('Authorization', `Bearer ${key}`).send({ user_id: userId, max_failure_retry: 0, ...body }).expect(200)).body.id;
+    const planId = await submit({
+      description: 'Two hooks with their own credentials',
+      period_time: 'PT1H',
+      plan_type: { type: RECURRING },
+      action: { type: REST, protocol: 'HTTP', method: 'POST', base_url: `${sink.baseUrl}/ok` },
+      hooks: [restHook('/hook-a', secrets[0]), restHook(`/hook-b?token=${secrets[2]}`, secrets[1])],
+    });
+    interface StoredPlan {
+      period_time: string;
+      hook: Array<{ action: { base_url: string; headers: Record<string, string> } }>;
+    }
+    const stored = async (): Promise<StoredPlan> => (await request(http).get(`/v1/plan/${planId}`).set('Authorization', `Bearer ${ADMIN_KEY}`).expect(200)).body.plan;
+    const before = await stored();
+    expect(before.hook.map((h) => h.action.headers.Authorization)).toEqual([`Bearer ${secrets[0]}`, `Bearer ${secrets[1]}`]);
+
+    const patches: Array<Record<string, unknown>> = [];
+    const onRequest = (r: Request) => {
+      if (r.method() === 'PATCH' && r.url() === `${base}/v1/plan`) patches.push(JSON.parse(r.postData() ?? '{}'));
+    };
+    const editForm = page.getByTestId('edit-form');
+    const hooksInput = editForm.locator('textarea[name="hooks"]');
+    const save = async () => {
+      const saved = page.waitForResponse((r) => r.request().method() === 'PATCH' && r.url() === `${base}/v1/plan` && r.status() === 200, { timeout: 10_000 });
+      await editForm.locator('button[type="submit"]').click();
+      await saved;
+      await editForm.waitFor({ state: 'detached' });
+    };
+    page.on('request', onRequest);
+    try {
+      await page.goto(`${base}/ui/#/plans/${planId}`);
+      await page.getByTestId('hook').nth(1).filter({ hasText: `${sink.baseUrl}/hook-b?token=•••` }).waitFor();
+      await page.getByTestId('edit').click();
+      const shown = await hooksInput.inputValue();
+      expect(shown).toContain('/hook-b?token=•••');
+      for (const secret of secrets) {
+        expect(shown).not.toContain(secret);
+        expect(await page.locator('body').innerText()).not.toContain(secret);
+      }
+
+      // Only the period changes: the PATCH carries no hooks, and the stored hooks stay as they were.
+      await editForm.locator('input[name="period_time"]').fill('PT2H');
+      await save();
+      expect(patches).toHaveLength(1);
+      expect(patches[0]).not.toHaveProperty('hooks');
+      expect(patches[0].period_time).toBe('PT2H');
+      const periodOnly = await stored();
+      expect(periodOnly.period_time).toBe('PT2H');
+      expect(periodOnly.hook).toEqual(before.hook);
+
+      // A masked header whose hook now points elsewhere is refused at the hooks field, and nothing is sent.
+      await page.getByTestId('edit').click();
+      const hooks = JSON.parse(await hooksInput.inputValue()) as Array<{ action: Record<string, unknown> }>;
+      const moved = [hooks[0], { ...hooks[1], action: { ...hooks[1].action, base_url: `${sink.baseUrl}/elsewhere` } }];
+      await hooksInput.fill(JSON.stringify(moved, null, 2));
+      await editForm.locator('button[type="submit"]').click();
+      await page.getByTestId('hooks-error').filter({ hasText: 're-enter the value of header Authorization of hook 2: its target changed' }).waitFor();
+      expect(patches).toHaveLength(1);
+
+      // Deleting the first hook: the remaining one keeps its own Authorization and its own token in the URL.
+      await hooksInput.fill(JSON.stringify([hooks[1]], null, 2));
+      await save();
+      expect(patches).toHaveLength(2);
+      const after = await stored();
+      expect(after.hook).toEqual([before.hook[1]]);
+      expect(after.hook[0].action.headers.Authorization).toBe(`Bearer ${secrets[1]}`);
+      expect(after.hook[0].action.base_url).toBe(`${sink.baseUrl}/hook-b?token=${secrets[2]}`);
+    } finally {
+      page.off('request', onRequest);
+    }
+
+    // A Chained plan shows its child's body by size and its URL masked.
+    const chainedId = await submit({
+      description: 'Chained with secrets',
+      period_time: 'PT1H',
+      plan_type: { type: ONE_TIME },
+      action: {
+        type: CHAINED,
+        request: {
+          user_id: userId,
+          description: 'child',
+          period_time: 'PT10S',
+          plan_type: { type: ONE_TIME },
+          action: { type: REST, method: 'POST', base_url: `${sink.baseUrl}/child?token=${secrets[4]}`, body: { type: 'karya.core.entities.http.Body.JsonBody', json_string: `{"secret":"${secrets[3]}"}` } },
+        },
+      },
+    });
+    await page.goto(`${base}/ui/#/plans/${chainedId}`);
+    const action = page.getByTestId('action');
+    await action.filter({ hasText: `${sink.baseUrl}/child?token=•••` }).waitFor();
+    expect(await action.textContent()).toContain(`(${`{"secret":"${secrets[3]}"}`.length} characters)`);
+    for (const secret of secrets) expect(await page.locator('body').innerText()).not.toContain(secret);
   });
 });
 

@@ -1,4 +1,4 @@
-import { ACTION, Action, PLAN_TYPE, Plan, PlanType } from './api';
+import { ACTION, Action, Hook, PLAN_TYPE, Plan, PlanType } from './api';
 
 export function fmtTime(ms: number | null | undefined): string {
   if (ms === null || ms === undefined) return '—';
@@ -43,11 +43,11 @@ export function actionLabel(a: Action): string {
   return ACTION_LABEL[a.type] ?? kind(a.type);
 }
 
-/** Where an action goes, in one line (no secrets: headers and bodies are left out). */
+/** Where an action goes, in one line (no secrets: headers and bodies are left out, the URL is masked). */
 export function actionTarget(a: Action): string {
   switch (a.type) {
     case ACTION.rest:
-      return `${String(a.method ?? 'GET')} ${String(a.protocol ?? 'HTTP').toLowerCase()}://${String(a.base_url ?? '')}`;
+      return `${String(a.method ?? 'GET')} ${String(a.protocol ?? 'HTTP').toLowerCase()}://${maskUrl(String(a.base_url ?? ''))}`;
     case ACTION.slack:
       return `channel ${String(a.channel ?? '')}`;
     case ACTION.email:
@@ -80,6 +80,47 @@ export function scheduleText(plan: Pick<Plan, 'period_time'> & { type: PlanType 
 /** Header values shown as they are; every other value may be a credential and is masked. */
 const HARMLESS_HEADERS = new Set(['content-type', 'accept', 'accept-language', 'content-language', 'user-agent']);
 export const MASK = '••••••';
+/** What stands for a credential inside a URL. MASK contains it, so one test finds either placeholder. */
+export const URL_MASK = '•••';
+
+/**
+ * Webhook URLs whose path is the credential (Slack's and Discord's incoming webhooks): the part kept, then
+ * the secret segment. Other URLs keep their path, which names a resource rather than proving who calls it.
+ */
+const PATH_SECRETS: RegExp[] = [
+  /^((?:[a-z0-9-]+\.)*slack\.com(?::\d+)?\/services\/[^/?#]+\/[^/?#]+\/)[^/?#]+/i,
+  /^((?:[a-z0-9-]+\.)*discord(?:app)?\.com(?::\d+)?\/api(?:\/v\d+)?\/webhooks\/[^/?#]+\/)[^/?#]+/i,
+];
+
+/**
+ * A URL as it may be shown: userinfo (`user:pass@`), query-string values, the fragment and the secret segment
+ * of a known webhook path become URL_MASK. Works on Karya's scheme-less base_url as well as on full URLs, and
+ * masking a masked URL changes nothing (the edit form compares masked URLs to find a hook's original).
+ */
+export function maskUrl(url: string): string {
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)?.[0] ?? '';
+  let rest = url.slice(scheme.length);
+  const authorityEnd = rest.search(/[/?#]/);
+  const at = (authorityEnd < 0 ? rest : rest.slice(0, authorityEnd)).lastIndexOf('@');
+  if (at >= 0) rest = URL_MASK + rest.slice(at);
+  for (const re of PATH_SECRETS) rest = rest.replace(re, `$1${URL_MASK}`);
+  const hash = rest.indexOf('#');
+  if (hash >= 0) rest = rest.slice(0, hash) + (hash < rest.length - 1 ? `#${URL_MASK}` : '#');
+  const q = rest.indexOf('?');
+  if (q >= 0) {
+    const query = rest
+      .slice(q + 1)
+      .split('&')
+      .map((pair) => {
+        const eq = pair.indexOf('=');
+        if (eq < 0) return pair === '' ? pair : URL_MASK;
+        return eq === pair.length - 1 ? pair : `${pair.slice(0, eq + 1)}${URL_MASK}`;
+      })
+      .join('&');
+    rest = `${rest.slice(0, q + 1)}${query}`;
+  }
+  return scheme + rest;
+}
 
 export function maskedHeaders(headers: unknown): Record<string, string> {
   const out: Record<string, string> = {};
@@ -88,26 +129,84 @@ export function maskedHeaders(headers: unknown): Record<string, string> {
   return out;
 }
 
-/** A deep copy of an action (nested requests and hooks included) with header values masked. */
-export function maskAction(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(maskAction);
-  if (!value || typeof value !== 'object') return value;
+const isUrlKey = (k: string) => /url$/i.test(k);
+const isRecord = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+
+/**
+ * A deep copy of an action (nested requests and hooks included) with header values and URLs masked; with
+ * `bodySize`, JSON bodies are replaced by their size (for display: a body may carry credentials too).
+ */
+export function maskAction(value: unknown, opts: { bodySize?: boolean } = {}): unknown {
+  if (Array.isArray(value)) return value.map((v) => maskAction(v, opts));
+  if (!isRecord(value)) return value;
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = k === 'headers' ? maskedHeaders(v) : maskAction(v);
+  for (const [k, v] of Object.entries(value)) {
+    if (k === 'headers') out[k] = maskedHeaders(v);
+    else if (isUrlKey(k) && typeof v === 'string') out[k] = maskUrl(v);
+    else if (opts.bodySize && k === 'json_string' && typeof v === 'string') out[k] = `(${v.length} characters)`;
+    else out[k] = maskAction(v, opts);
+  }
   return out;
 }
 
-/** Puts back the original values of headers still showing MASK (the edit form shows hooks masked). */
-export function unmask(edited: unknown, original: unknown): unknown {
-  if (Array.isArray(edited)) return edited.map((e, i) => unmask(e, Array.isArray(original) ? original[i] : undefined));
-  if (!edited || typeof edited !== 'object') return edited;
-  const orig = original && typeof original === 'object' ? (original as Record<string, unknown>) : {};
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(edited as Record<string, unknown>)) {
-    if (k === 'headers' && v && typeof v === 'object') {
-      const oh = (orig.headers ?? {}) as Record<string, unknown>;
-      out[k] = Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([h, hv]) => [h, hv === MASK && h in oh ? oh[h] : hv]));
-    } else out[k] = unmask(v, orig[k]);
+/**
+ * Where an object's headers (and URL credentials) go. A masked value is restored only from an original with
+ * the same target, so a credential never follows a hook to another URL, method, protocol or destination.
+ */
+function targetOf(o: Record<string, unknown>, url: unknown = o.base_url): string {
+  return JSON.stringify([o.type ?? null, String(o.protocol ?? 'HTTP').toUpperCase(), String(o.method ?? 'GET').toUpperCase(), url ?? null, o.topic ?? null, o.channel ?? null, o.recipient ?? null]);
+}
+
+/** The one value all `values` agree on, or undefined when they are none, differ or are not strings. */
+function agreed(values: unknown[]): string | undefined {
+  if (values.length === 0 || values.some((v) => typeof v !== 'string' || v !== values[0])) return undefined;
+  return values[0] as string;
+}
+
+function restore(edited: unknown, originals: unknown[], hook: number, problems: string[]): unknown {
+  if (Array.isArray(edited)) return edited.map((e, j) => restore(e, originals.filter(Array.isArray).map((o) => o[j]), hook, problems));
+  if (!isRecord(edited)) return edited;
+  const origs = originals.filter(isRecord);
+  const out: Record<string, unknown> = { ...edited };
+  // URLs first: the restored URL is part of the target the headers are matched by.
+  for (const [k, v] of Object.entries(edited)) {
+    if (!isUrlKey(k) || typeof v !== 'string' || !v.includes(URL_MASK)) continue;
+    const same = origs.filter((o) => typeof o[k] === 'string' && maskUrl(o[k] as string) === v && targetOf(o, null) === targetOf(edited, null));
+    const value = agreed(same.map((o) => o[k]));
+    if (value === undefined) problems.push(`re-enter ${k} of hook ${hook}: its masked parts (${URL_MASK}) cannot be restored`);
+    else out[k] = value;
+  }
+  const sameTarget = origs.filter((o) => targetOf(o) === targetOf(out));
+  for (const [k, v] of Object.entries(edited)) {
+    if (isUrlKey(k) && typeof v === 'string') continue;
+    if (k === 'headers' && isRecord(v)) {
+      const headers: Record<string, unknown> = {};
+      for (const [h, hv] of Object.entries(v)) {
+        headers[h] = hv;
+        if (typeof hv !== 'string' || !hv.includes(URL_MASK)) continue;
+        const value = hv === MASK ? agreed(sameTarget.map((o) => (isRecord(o.headers) ? o.headers[h] : undefined))) : undefined;
+        if (value !== undefined) headers[h] = value;
+        else if (hv !== MASK) problems.push(`re-enter the value of header ${h} of hook ${hook}: it still contains ${URL_MASK}`);
+        else if (sameTarget.length > 1 && sameTarget.every((o) => isRecord(o.headers) && typeof o.headers[h] === 'string'))
+          problems.push(`re-enter the value of header ${h} of hook ${hook}: hooks with this target had different values`);
+        else problems.push(`re-enter the value of header ${h} of hook ${hook}: its target changed`);
+      }
+      out[k] = headers;
+    } else out[k] = restore(v, origs.map((o) => o[k]), hook, problems);
   }
   return out;
+}
+
+/**
+ * Puts back the original values the edit form shows masked (header values, URL credentials) in edited hooks.
+ * Each value comes only from an original hook with the same trigger and the same target (type, protocol,
+ * method, URL) and the same header name, never by position: deleting or reordering hooks must not send one
+ * hook's credential to another's URL. A placeholder that cannot be restored is a problem to show, not a value
+ * to store.
+ */
+export function unmaskHooks(edited: unknown, original: readonly Hook[]): { hooks: unknown; problems: string[] } {
+  if (!Array.isArray(edited)) return { hooks: edited, problems: [] };
+  const problems: string[] = [];
+  const hooks = edited.map((h, i) => restore(h, original.filter((o) => isRecord(h) && o.trigger === h.trigger), i + 1, problems));
+  return { hooks, problems };
 }

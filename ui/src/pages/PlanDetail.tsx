@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
-import { Action, ACTION, api, BODY, ErrorLog, get, Hook, PLAN_TYPE, Plan, PlanState, post, Task } from '../api';
+import { Action, ACTION, api, BODY, ErrorLog, get, PLAN_TYPE, Plan, PlanState, post, Task } from '../api';
 import { Badge, Card, ErrorBox } from '../components';
-import { actionLabel, actionTarget, fmtMs, fmtRelative, fmtTime, kind, maskAction, maskedHeaders, scheduleText, unmask } from '../format';
+import { actionLabel, actionTarget, fmtMs, fmtRelative, fmtTime, kind, maskAction, maskedHeaders, scheduleText, unmaskHooks } from '../format';
 import { errorText, usePoll } from '../hooks';
 import type { Session } from '../session';
 
@@ -332,7 +332,7 @@ function ActionFacts({ action }: { action: Action }) {
         <>
           <dt>Creates</dt>
           <dd>
-            <pre class="json">{JSON.stringify(maskAction(a.request), null, 2)}</pre>
+            <pre class="json">{JSON.stringify(maskAction(a.request, { bodySize: true }), null, 2)}</pre>
           </dd>
         </>
       )}
@@ -340,31 +340,48 @@ function ActionFacts({ action }: { action: Action }) {
   );
 }
 
-function EditPlan({ plan, onSaved }: { plan: Plan; onSaved(): void }) {
+function EditPlan({ plan: polled, onSaved }: { plan: Plan; onSaved(): void }) {
+  // The plan as it was when the editor opened: the page keeps polling, and a masked value must be restored
+  // from what the form was filled with, not from a plan that changed under it.
+  const [plan] = useState(polled);
   const cron = plan.type.type === PLAN_TYPE.cron;
   const [period, setPeriod] = useState(cron ? '' : plan.period_time);
   const [retries, setRetries] = useState(String(plan.max_failure_retry));
-  const [hooks, setHooks] = useState(JSON.stringify(maskAction(plan.hook), null, 2));
+  const [shownHooks] = useState(() => JSON.stringify(maskAction(plan.hook), null, 2));
+  const [hooks, setHooks] = useState(shownHooks);
   const [error, setError] = useState<string | null>(null);
+  const [hooksError, setHooksError] = useState<string | null>(null);
   const [saving, setSaving] = useState(false);
 
   const save = async () => {
     setError(null);
-    let parsedHooks: Hook[];
-    try {
-      parsedHooks = unmask(JSON.parse(hooks), plan.hook) as Hook[];
-    } catch (e) {
-      setError(`hooks: not valid JSON (${errorText(e)})`);
-      return;
+    setHooksError(null);
+    const body: Record<string, unknown> = { plan_id: plan.id, max_failure_retry: retries.trim() === '' ? null : Number(retries) };
+    // Untouched hooks are not sent: re-sending them would rewrite the stored hooks from a copy the user never changed.
+    if (hooks !== shownHooks) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(hooks);
+      } catch (e) {
+        setHooksError(`hooks: not valid JSON (${errorText(e)})`);
+        return;
+      }
+      const { hooks: restored, problems } = unmaskHooks(parsed, plan.hook);
+      if (problems.length > 0) {
+        setHooksError(`hooks: ${problems.join('; ')}`);
+        return;
+      }
+      body.hooks = restored;
     }
-    const body: Record<string, unknown> = { plan_id: plan.id, max_failure_retry: retries.trim() === '' ? null : Number(retries), hooks: parsedHooks };
     if (!cron && period.trim() !== plan.period_time) body.period_time = period.trim();
     setSaving(true);
     try {
       await api('PATCH', '/plan', body);
       onSaved();
     } catch (e) {
-      setError(errorText(e));
+      const text = errorText(e);
+      if (text.startsWith('hooks')) setHooksError(text);
+      else setError(text);
     } finally {
       setSaving(false);
     }
@@ -390,8 +407,13 @@ function EditPlan({ plan, onSaved }: { plan: Plan; onSaved(): void }) {
           <input name="max_failure_retry" type="number" min={0} max={100} value={retries} onInput={(e) => setRetries(e.currentTarget.value)} />
         </label>
         <label class="wide">
-          Hooks (JSON list; header values stay as they are while shown as ••••••)
+          Hooks (JSON list; a masked value •••••• or ••• is kept only while its hook keeps its trigger, method and URL)
           <textarea name="hooks" rows={8} class="mono" value={hooks} onInput={(e) => setHooks(e.currentTarget.value)} />
+          {hooksError && (
+            <span class="field-error" role="alert" data-testid="hooks-error" data-field-error="hooks">
+              {hooksError}
+            </span>
+          )}
         </label>
         {error && (
           <div class="field-error wide" data-testid="edit-error">
