@@ -15,6 +15,8 @@ const SECRETS = {
   hookKey: 's3cr3t-logs-hookkey-6Yr4Ge8Us1',
   query: 's3cr3t-logs-query-2Mn7Ow3Ia5',
   okBearer: 's3cr3t-logs-okbearer-1Bv5Cx9Zl4',
+  /** An Azure SAS signature in the failing target's URL: quoted in the failure text, never in a log line. */
+  sas: 's3cr3t-logs-sas-7Qe2Rk5Hd8',
 } as const;
 const EXECUTOR_YML = 'application:\n  retry:\n    initialDelay: 100\n    multiplier: 1\n    jitter: 0\n';
 const SERVER_YML = 'application:\n  host: 127.0.0.1\n  auth:\n    mode: apikey\n';
@@ -131,7 +133,7 @@ describe('structured logs of a real process', () => {
   const failingPlan = (api: Client, userId: string, retries: number) =>
     submit(api, userId, {
       max_failure_retry: retries,
-      action: rest('/fail/task', { Authorization: `Bearer ${SECRETS.bearer}`, 'X-Api-Key': SECRETS.apiKey }),
+      action: rest(`/fail/task?sv=2024&sig=${SECRETS.sas}`, { Authorization: `Bearer ${SECRETS.bearer}`, 'X-Api-Key': SECRETS.apiKey }),
       hooks: [{ trigger: 'ON_FAILURE', max_retry: 0, action: rest('/fail/hook', { 'x-api-key': SECRETS.hookKey }) }],
     });
   const stopped = async (proc: KaryaProcess): Promise<Line[]> => {
@@ -199,7 +201,7 @@ describe('structured logs of a real process', () => {
     expect(requestLines.every((l) => !String(l.path).includes('?'))).toBe(true);
 
     // Pipeline: each failed attempt, with the task's fields as JSON fields.
-    const [hit1, hit2] = sink.hitsFor('/fail/task').filter((h) => h.planId === failing);
+    const [hit1, hit2] = sink.hits.filter((h) => h.path.startsWith('/fail/task?') && h.planId === failing);
     expect(hit2).toBeDefined();
     const attempts = lines.filter((l) => l.plan_id === failing && l.context === 'Executor');
     expect(attempts).toEqual([
@@ -208,6 +210,8 @@ describe('structured logs of a real process', () => {
     ]);
     expect(attempts[1].dispatch_seq as number).toBeGreaterThan(attempts[0].dispatch_seq as number);
     expect(String(attempts[1].msg)).toContain('no retry left');
+    // The failure text quotes the target's URL: in a log line without its query string.
+    for (const a of attempts) expect(String(a.error)).toContain(`${sink.baseUrl}/fail/task?…]`);
     const hookLines = lines.filter((l) => l.plan_id === failing && l.context === 'Hooks');
     expect(hookLines).toHaveLength(2);
     expect(hookLines.map((l) => [l.task_id, l.attempt, l.dispatch_seq, l.level])).toEqual([

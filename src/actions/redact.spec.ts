@@ -2,22 +2,24 @@ import {
   CUT_MARK,
   headerSecrets,
   isCredentialName,
+  recordableUrl,
   redactCredentialPatterns,
   redactSecrets,
   REDACTED,
   secretForms,
   urlSecrets,
+  withoutUrlQueries,
 } from './redact';
 
 const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
 
 describe('isCredentialName', () => {
-  it.each(['Authorization', 'proxy-authorization', 'Cookie', 'X-Api-Key', 'x-auth-token', 'X-Session-Id', 'client_secret', 'X-Hub-Signature-256', 'access_token', 'apikey', 'PASSWORD'])(
+  it.each(['Authorization', 'proxy-authorization', 'Cookie', 'X-Api-Key', 'x-auth-token', 'X-Session-Id', 'client_secret', 'X-Hub-Signature-256', 'access_token', 'apikey', 'PASSWORD', 'sig', 'SIG'])(
     '%s is a credential name',
     (name) => expect(isCredentialName(name)).toBe(true),
   );
 
-  it.each(['content-type', 'Accept', 'X-Karya-Plan-Id', 'Idempotency-Key', 'user-agent', 'page'])('%s is not', (name) =>
+  it.each(['content-type', 'Accept', 'X-Karya-Plan-Id', 'Idempotency-Key', 'user-agent', 'page', 'design', 'signal'])('%s is not', (name) =>
     expect(isCredentialName(name)).toBe(false),
   );
 });
@@ -158,5 +160,74 @@ describe('redactCredentialPatterns', () => {
   it('does not touch Idempotency-Key or other ordinary names', () => {
     const text = 'Idempotency-Key: 5f0c-task, X-Karya-Plan-Id: 1234-plan, status=FAILURE';
     expect(redactCredentialPatterns(text)).toBe(text);
+  });
+});
+
+describe('redactCredentialPatterns on adversarial text', () => {
+  // Log lines quote up to kilobytes of a target's response body. A pattern retried from every position of a
+  // long run is quadratic: 32 KB took ~600 ms. Linear scans take about 1 ms; 50 ms only catches the blow-up.
+  const KB32 = 32 * 1024;
+  const fill = (unit: string) => unit.repeat(Math.ceil(KB32 / unit.length)).slice(0, KB32);
+  it.each([
+    ['dotted run', 'a.'],
+    ['hyphenated run', 'a-'],
+    ['plus run', 'a+'],
+    ['letters', 'a'],
+    ['scheme fragments', 'a://b'],
+    ['unclosed quoted values', `token='\\'`],
+    ['names and separators', 'key=a:'],
+    ['quoted names', '"a":"b\\"'],
+    ['auth schemes', 'Bearer '],
+    ['URL userinfo without @', 'http://user:pass'],
+    ['whitespace after a name', 'password    '],
+  ])('%s', (_shape, unit) => {
+    const text = fill(unit);
+    redactCredentialPatterns(text.slice(0, 1024)); // compiled and warm
+    const started = process.hrtime.bigint();
+    redactCredentialPatterns(text);
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    expect(ms).toBeLessThan(50);
+  });
+
+  it('still masks userinfo after a long dotted run and names after a digit', () => {
+    expect(redactCredentialPatterns(`${'a.'.repeat(100)}https://user:pw-12345@host/x`)).toBe(`${'a.'.repeat(100)}https://${REDACTED}@host/x`);
+    expect(redactCredentialPatterns('x1access_token=abcd1234 and 9api_key=abcd1234')).toBe(`x1access_token=${REDACTED} and 9api_key=${REDACTED}`);
+    expect(redactCredentialPatterns(`${'n'.repeat(80)}_token=abcd1234`)).toBe(`${'n'.repeat(80)}_token=${REDACTED}`);
+    expect(redactCredentialPatterns('?sv=2024&sig=SaSsIgNaTuRe1')).toBe(`?sv=2024&sig=${REDACTED}`);
+  });
+});
+
+describe('withoutUrlQueries', () => {
+  it('replaces the query of every URL in a text, keeps the rest', () => {
+    expect(withoutUrlQueries('REST call failed --- [500 | http://127.0.0.1:9/a/b?sig=x&sv=1#frag] body? yes')).toBe(
+      'REST call failed --- [500 | http://127.0.0.1:9/a/b?…] body? yes',
+    );
+    expect(withoutUrlQueries('"url":"https://h/p?a=1" and https://h/q')).toBe('"url":"https://h/p?…" and https://h/q');
+  });
+
+  it('is linear on adversarial text', () => {
+    for (const unit of ['://a?', 'a://', '?://', 'slack.com/services/a/b/']) {
+      const text = unit.repeat(Math.ceil(32768 / unit.length));
+      const started = process.hrtime.bigint();
+      withoutUrlQueries(text);
+      expect(Number(process.hrtime.bigint() - started) / 1e6).toBeLessThan(50);
+    }
+  });
+});
+
+describe('recordableUrl', () => {
+  it('keeps scheme, host, port and path only', () => {
+    expect(recordableUrl('https://user:pw@acct.blob.core.windows.net:8443/c/b?sv=1&sig=abc#f', [])).toBe('https://acct.blob.core.windows.net:8443/c/b');
+    expect(recordableUrl('http://127.0.0.1/x', [])).toBe('http://127.0.0.1/x');
+  });
+
+  it("elides a webhook's secret path segment and redacts the call's secrets", () => {
+    expect(recordableUrl('https://hooks.slack.com/services/T1/B2/slackSecret123', [])).toBe('https://hooks.slack.com/services/T1/B2/…');
+    expect(recordableUrl('https://discord.com/api/webhooks/42/discordSecret123?wait=true', [])).toBe('https://discord.com/api/webhooks/42/…');
+    expect(recordableUrl('https://h/tenant/pathSecret99', ['pathSecret99'])).toBe(`https://h/tenant/${REDACTED}`);
+  });
+
+  it('cuts an unparsable URL at its query too', () => {
+    expect(recordableUrl('http://user:pw@[bad/x?sig=abc', [])).toBe(`http://${REDACTED}@[bad/x`);
   });
 });

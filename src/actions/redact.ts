@@ -22,6 +22,8 @@ export const MIN_SECRET_LENGTH = 4;
 export const CUT_MARK = ' … [';
 
 const CREDENTIAL_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key']);
+/** Credential names too short to look for inside longer names ("sig" is in "design"): Azure SAS's `sig`. */
+const CREDENTIAL_EXACT_NAMES = new Set(['sig']);
 const CREDENTIAL_WORDS = /token|secret|key|auth|password|passwd|session|signature|credential/i;
 /**
  * Names that contain a credential word but never carry one. Idempotency-Key is the task id, which Karya itself
@@ -33,7 +35,7 @@ const NOT_CREDENTIALS = new Set(['idempotency-key']);
 export function isCredentialName(name: string): boolean {
   const lower = name.trim().toLowerCase();
   if (NOT_CREDENTIALS.has(lower)) return false;
-  return CREDENTIAL_HEADERS.has(lower) || CREDENTIAL_WORDS.test(lower);
+  return CREDENTIAL_HEADERS.has(lower) || CREDENTIAL_EXACT_NAMES.has(lower) || CREDENTIAL_WORDS.test(lower);
 }
 
 /**
@@ -187,15 +189,21 @@ function cutSecretTail(before: string, forms: readonly string[]): number {
 
 /** An auth scheme followed by a credential-looking word (long enough not to be prose: "Basic auth"). */
 const SCHEME_CREDENTIALS = /\b(Bearer|Basic|Digest|Token)(\s+)[A-Za-z0-9._~+/=-]{8,}/gi;
-/** `scheme://userinfo@`: whatever precedes the @ of a URL's authority. */
-const URL_USERINFO = /\b([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^\s/?#@'"]+@/g;
+/**
+ * `://userinfo@`: whatever precedes the @ of a URL's authority. Anchored on `://` rather than on the scheme:
+ * a scheme pattern is tried from every word boundary of a long dotted or hyphenated run (a target's response
+ * body in a failure text), which is quadratic; every try here stops at the next `/`, so the scan is linear.
+ */
+const URL_USERINFO = /:\/\/[^\s/?#@'"]+@/g;
 /**
  * `name: value`, `name=value`, `"name": "value"` and util.inspect's `'name': 'value'` (quotes possibly
  * backslash-escaped, as in JSON inside a JSON string): a name, a separator, then a quoted value (escapes
- * allowed) or a bare one up to whitespace or punctuation.
+ * allowed) or a bare one up to whitespace or punctuation. The name is a whole run of name characters (the
+ * lookbehind): tried from inside a run too, a long run without a separator would cost its length at each of
+ * its characters.
  */
 const NAMED_VALUE =
-  /((?:\\)?["']?)([A-Za-z][A-Za-z0-9_.-]{0,63})\1(\s*[:=]\s*)(?:((?:\\)?["'])((?:(?!\4)(?:\\.|[^\\]))*)\4|([^\s"'\\,;&)}\]]+))/g;
+  /((?:\\)?["']?)(?<![A-Za-z0-9_.-])([A-Za-z0-9_.-]+)\1(\s*[:=]\s*)(?:((?:\\)?["'])((?:(?!\4)(?:\\.|[^\\]))*)\4|([^\s"'\\,;&)}\]]+))/g;
 /** Left alone as a bare value: SCHEME_CREDENTIALS has already masked what follows it. */
 const SCHEME_WORD = /^(Bearer|Basic|Digest|Token)$/i;
 
@@ -208,7 +216,7 @@ const SCHEME_WORD = /^(Bearer|Basic|Digest|Token)$/i;
 export function redactCredentialPatterns(text: string): string {
   return text
     .replace(SCHEME_CREDENTIALS, `$1$2${REDACTED}`)
-    .replace(URL_USERINFO, `$1${REDACTED}@`)
+    .replace(URL_USERINFO, `://${REDACTED}@`)
     .replace(
       NAMED_VALUE,
       (match: string, nameQuote: string, name: string, separator: string, valueQuote?: string, quoted?: string, bare?: string) => {
@@ -223,4 +231,53 @@ export function redactCredentialPatterns(text: string): string {
         return `${nameQuote}${name}${nameQuote}${separator}${masked}`;
       },
     );
+}
+
+/**
+ * Slack's and Discord's incoming webhooks carry their credential as the last path segment (as in the
+ * dashboard's maskUrl): the part kept, then the secret segment. Each starts at a literal host name, so it
+ * costs one pass over the text.
+ */
+const WEBHOOK_PATH_SECRETS: readonly RegExp[] = [
+  /(slack\.com(?::\d+)?\/services\/[^/?#\s]+\/[^/?#\s]+\/)[^/?#\s]+/gi,
+  /(discord(?:app)?\.com(?::\d+)?\/api(?:\/v\d+)?\/webhooks\/[^/?#\s]+\/)[^/?#\s]+/gi,
+];
+/** What stands for a removed query string or webhook secret in a logged text. */
+export const URL_ELIDED = '…';
+/** A run of characters that can be part of a URL quoted in a failure text (`[500 | https://…]`). */
+const URL_LIKE_TOKEN = /[^\s|\]"'<>]+/g;
+
+/**
+ * `text` with the query string of every URL in it replaced by `?…` and the secret segment of a known webhook
+ * path by `…`: a query carries tokens whose names say nothing (an Azure SAS `sig`, a presigned URL), so none
+ * is kept. For log lines, whose readers need the host and path, not the parameters. One pass over the text:
+ * each run of URL characters is looked at once.
+ */
+export function withoutUrlQueries(text: string): string {
+  if (!text.includes('://')) return text;
+  return text.replace(URL_LIKE_TOKEN, (token) => {
+    const scheme = token.indexOf('://');
+    if (scheme < 0) return token;
+    const q = token.indexOf('?', scheme);
+    let url = q < 0 ? token : `${token.slice(0, q)}?${URL_ELIDED}`;
+    for (const re of WEBHOOK_PATH_SECRETS) url = url.replace(re, `$1${URL_ELIDED}`);
+    return url;
+  });
+}
+
+/**
+ * An outbound call's URL as a trace may record it: scheme, host, port and path, without userinfo, query
+ * string or fragment, and with a known webhook path's secret segment elided; `secrets` (the call's own
+ * credentials) redacted from what remains. An unparsable URL is cut at its query the same way.
+ */
+export function recordableUrl(url: string, secrets: readonly string[]): string {
+  let bare: string;
+  try {
+    const u = new URL(url);
+    bare = `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    bare = url.replace(/[?#].*$/s, '').replace(URL_USERINFO, `://${REDACTED}@`);
+  }
+  for (const re of WEBHOOK_PATH_SECRETS) bare = bare.replace(re, `$1${URL_ELIDED}`);
+  return redactSecrets(bare, secrets);
 }

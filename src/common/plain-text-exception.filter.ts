@@ -1,6 +1,7 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
-import type { Response } from 'express';
+import type { Request, Response } from 'express';
 import { isDatabaseUnavailable } from '../connectors/repo/transient';
+import { requestIdOf } from '../logging/logging';
 
 /**
  * Seconds a client is asked to wait after a 503 (Retry-After). Short: the outages behind it (a database
@@ -20,14 +21,19 @@ export class PlainTextExceptionFilter implements ExceptionFilter {
   private readonly logger = new Logger('HTTP');
 
   catch(exception: unknown, host: ArgumentsHost): void {
-    const res = host.switchToHttp().getResponse<Response>();
+    const http = host.switchToHttp();
+    const res = http.getResponse<Response>();
     const { status, message } = this.describe(exception);
-    if (status === HttpStatus.SERVICE_UNAVAILABLE) {
-      // Expected during an outage, and one per request: a line without the stack is enough.
-      this.logger.warn(`503: ${exception instanceof Error ? exception.message : String(exception)}`);
-      if (!res.getHeader('Retry-After')) res.setHeader('Retry-After', String(UNAVAILABLE_RETRY_AFTER_S));
-    } else if (status >= 500) {
-      this.logger.error(exception instanceof Error ? (exception.stack ?? exception.message) : String(exception));
+    if (status >= 500) {
+      // The request's id, passed explicitly: there is no per-request logging context (logging.ts `http`).
+      const fields = { request_id: host.getType() === 'http' ? (requestIdOf(http.getRequest<Request>()) ?? null) : null };
+      if (status === HttpStatus.SERVICE_UNAVAILABLE) {
+        // Expected during an outage, and one per request: a line without the stack is enough.
+        this.logger.warn(fields, `503: ${exception instanceof Error ? exception.message : String(exception)}`);
+        if (!res.getHeader('Retry-After')) res.setHeader('Retry-After', String(UNAVAILABLE_RETRY_AFTER_S));
+      } else {
+        this.logger.error(fields, exception instanceof Error ? (exception.stack ?? exception.message) : String(exception));
+      }
     }
     res.status(status).type('text/plain; charset=utf-8').send(message);
   }

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import { LoggerService } from '@nestjs/common';
 import { Logger as NestPinoLogger, Params, PinoLogger } from 'nestjs-pino';
 import { DestinationStream, Logger as Pino, LoggerOptions, pino } from 'pino';
-import { pinoHttp } from 'pino-http';
 import type { PrettyOptions } from 'pino-pretty';
 import { CUT_MARK, redactCredentialPatterns, redactSecrets, REDACTED, secretForms } from '../actions/redact';
 import { LogLevelName } from '../config/karya-config';
@@ -48,8 +48,10 @@ export interface KaryaLogging {
   /** Nest's LoggerService over `root` (nestjs-pino): Nest's own lines and every `new Logger(context)`. */
   nest: LoggerService;
   /**
-   * Express middleware, mounted first: the request id (X-Request-Id in and out), one line per request when
-   * it ends, and a logging context so lines logged while serving it carry its request_id.
+   * Express middleware, mounted first: the request id (X-Request-Id in and out, and `req.id` for lines that
+   * name the request: they pass `{ request_id: req.id }` themselves), and one line per request when it ends.
+   * No logging context (AsyncLocalStorage.run) per request: that turns on promise hooks for the whole
+   * process, slowing every await of the executor and scheduler, and timers set during a request keep it.
    */
   http: (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
   /** What every line goes through; main.ts uses it for the few things written to stderr directly. */
@@ -73,11 +75,21 @@ export function requestPath(req: IncomingMessage): string {
   return q < 0 ? url : url.slice(0, q);
 }
 
+/** A request as this middleware leaves it: with the id it answers in X-Request-Id. */
+export type IdentifiedRequest = IncomingMessage & { id?: string };
+
+/** The id of a request the middleware has seen (undefined in a test app without it). */
+export function requestIdOf(req: IncomingMessage): string | undefined {
+  const id = (req as IdentifiedRequest).id;
+  return typeof id === 'string' ? id : undefined;
+}
+
 function requestId(req: IncomingMessage, res: ServerResponse): string {
   const incoming = req.headers['x-request-id'];
   const id = typeof incoming === 'string' && SANE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
   // Set now, before any handler runs, so that every response carries it: errors, 404s, CORS preflights.
   res.setHeader(REQUEST_ID_HEADER, id);
+  (req as IdentifiedRequest).id = id;
   return id;
 }
 
@@ -119,39 +131,53 @@ export function createLogging(options: LoggingOptions): KaryaLogging {
   };
   const root = pino(pinoOptions, destination);
 
-  const httpLogger = pinoHttp({
-    logger: root,
-    genReqId: requestId,
-    // Only the id is bound to the lines of a request, not the whole req/res objects (headers included).
-    quietReqLogger: true,
-    quietResLogger: true,
-    customAttributeKeys: { reqId: 'request_id', responseTime: 'duration_ms' },
-    customLogLevel: (req) => (QUIET_PATHS.has(requestPath(req)) ? 'debug' : 'info'),
-    customSuccessMessage: (req, res) => `${req.method ?? ''} ${requestPath(req)} ${res.statusCode}`,
-    customErrorMessage: (req, res) => `${req.method ?? ''} ${requestPath(req)} ${res.statusCode}`,
-    customSuccessObject: (req, res, value) => requestFields(req, res, value),
-    // Nest's exception filter logs a 5xx's cause with its stack; pino-http's stand-in Error says nothing.
-    customErrorObject: (req, res, _err, value) => requestFields(req, res, value),
-  });
-
-  // nestjs-pino: Nest's LoggerService contract (context last, stacks in error()) mapped onto pino calls, and
-  // a per-request context its PinoLogger reads. Not its LoggerModule: that mounts the HTTP middleware through
-  // Nest, after app.use() middleware (CORS answers preflights there), so some requests would go unlogged.
+  // nestjs-pino: Nest's LoggerService contract (context last, stacks in error()) mapped onto pino calls. Not
+  // its LoggerModule (a per-request AsyncLocalStorage context, see `http`), nor its runInContext.
   const params: Params = { pinoHttp: { logger: root } };
-  const pinoLogger = new PinoLogger(params);
-  const nest = new NestPinoLogger(pinoLogger, params);
+  const nest = new NestPinoLogger(new PinoLogger(params), params);
 
-  const http = (req: IncomingMessage, res: ServerResponse, next: () => void): void => {
-    httpLogger(req, res, () => pinoLogger.runInContext(next, { bindings: { request_id: req.id } }));
-  };
+  // Request lines hold only what is built below, so they skip the line scrubber's passes (the bulk of a
+  // line's cost); the one caller-controlled field, the path, is scrubbed on its own.
+  const requests = pino(
+    { ...pinoOptions, redact: undefined },
+    { write: (line: string) => void out.write(prettify ? prettify(line) : line) },
+  );
+  const http = requestLogging(requests, scrub);
   return { root, nest, http, scrub };
 }
 
-function requestFields(req: IncomingMessage, res: ServerResponse, value: object): object {
-  return {
-    method: req.method,
-    path: requestPath(req),
-    status: res.statusCode,
-    duration_ms: (value as { duration_ms?: number }).duration_ms,
+/**
+ * The request middleware. Ours rather than pino-http: its per-request child logger and serializers (headers
+ * included, never written) cost more than the line itself. When the level leaves a request's line out, it
+ * only sets the id.
+ */
+function requestLogging(logger: Pino, scrub: (text: string) => string): KaryaLogging['http'] {
+  return (req, res, next) => {
+    const id = requestId(req, res);
+    const path = requestPath(req);
+    const level = QUIET_PATHS.has(path) ? 'debug' : 'info';
+    if (!logger.isLevelEnabled(level)) return next();
+    const start = performance.now();
+    let done = false;
+    const end = (finished: boolean): void => {
+      if (done) return;
+      done = true;
+      res.removeListener('finish', onFinish);
+      res.removeListener('close', onClose);
+      const method = req.method ?? '';
+      const shown = scrub(path);
+      const duration_ms = Math.round((performance.now() - start) * 1000) / 1000;
+      // 'close' before 'finish': the client went away before the whole answer was written.
+      if (!finished) {
+        logger[level]({ request_id: id, method, path: shown, status: null, aborted: true, duration_ms }, `${method} ${shown} aborted`);
+      } else {
+        logger[level]({ request_id: id, method, path: shown, status: res.statusCode, duration_ms }, `${method} ${shown} ${res.statusCode}`);
+      }
+    };
+    const onFinish = (): void => end(true);
+    const onClose = (): void => end(false);
+    res.once('finish', onFinish);
+    res.once('close', onClose);
+    next();
   };
 }

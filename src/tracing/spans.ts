@@ -10,7 +10,7 @@ import {
   ATTR_URL_FULL,
   ATTR_URL_PATH,
 } from '@opentelemetry/semantic-conventions';
-import { redactSecrets } from '../actions/redact';
+import { recordableUrl } from '../actions/redact';
 import { isDatabaseUnavailable } from '../connectors/repo/transient';
 import type { ExecutorMessage } from '../pipeline/executor-message';
 import { contextOfHeaders, contextOfTraceparent, karyaTracer, traceparentOf, tracingOn } from './tracing';
@@ -27,7 +27,8 @@ import { contextOfHeaders, contextOfTraceparent, karyaTracer, traceparentOf, tra
  * for work whose plan has no trace context (submitted while tracing was off).
  *
  * Attributes never hold header values, bodies or error texts (they quote response bodies); a URL is
- * recorded with the call's credentials redacted, as its failure texts are.
+ * recorded without its query string (tokens such as an Azure SAS `sig` have no recognisable name) and with
+ * the call's credentials redacted.
  */
 
 const PLAN_ID = 'karya.plan.id';
@@ -57,12 +58,20 @@ function statusOf(error: unknown): number {
 
 // ---------------------------------------------------------------- submit (server)
 
+/** What traceSubmit reads of the response: whether another answer (the request deadline's 503) went out first. */
+export interface AnsweredResponse {
+  headersSent: boolean;
+  statusCode: number;
+}
+
 /**
  * Runs the submission `fn` inside the `POST /v1/plan` span, continuing the caller's `traceparent` (and
  * `tracestate`) when it sent a valid one; an invalid one is ignored and the span starts a new trace. While
- * `fn` runs the span is active, so activeTraceparent() gives what the plan stores.
+ * `fn` runs the span is active, so activeTraceparent() gives what the plan stores. The span's status is the
+ * one `res` was answered with when an answer went out before `fn` ended (RequestDeadlineInterceptor's 503),
+ * else the one `fn`'s outcome gets.
  */
-export async function traceSubmit<T>(headers: Record<string, string | string[] | undefined>, fn: () => Promise<T>): Promise<T> {
+export async function traceSubmit<T>(headers: Record<string, string | string[] | undefined>, fn: () => Promise<T>, res?: AnsweredResponse): Promise<T> {
   if (!tracingOn()) return fn();
   const parent = contextOfHeaders(headers);
   const span = karyaTracer().startSpan(
@@ -70,18 +79,21 @@ export async function traceSubmit<T>(headers: Record<string, string | string[] |
     { kind: SpanKind.SERVER, attributes: { [ATTR_HTTP_REQUEST_METHOD]: 'POST', [ATTR_HTTP_ROUTE]: '/v1/plan', [ATTR_URL_PATH]: '/v1/plan' } },
     parent,
   );
-  try {
-    const result = await context.with(trace.setSpan(parent, span), fn);
-    span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, 200);
-    return result;
-  } catch (e) {
-    const status = statusOf(e);
-    span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+  const answered = (status: number): void => {
+    const sent = res?.headersSent ? res.statusCode : status;
+    span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, sent);
     // A 4xx is the caller's mistake, not the server's (HTTP semantic conventions): only a 5xx marks the span.
-    if (status >= 500) {
-      span.setAttribute(ATTR_ERROR_TYPE, String(status));
+    if (sent >= 500) {
+      span.setAttribute(ATTR_ERROR_TYPE, String(sent));
       span.setStatus({ code: SpanStatusCode.ERROR });
     }
+  };
+  try {
+    const result = await context.with(trace.setSpan(parent, span), fn);
+    answered(200);
+    return result;
+  } catch (e) {
+    answered(statusOf(e));
     throw e;
   } finally {
     span.end();
@@ -212,14 +224,15 @@ export interface ClientSpan {
 
 /**
  * A CLIENT span for an outbound HTTP call, when tracing is on and a traced span is active (a task execution).
- * `url` is recorded with `secrets` redacted; headers and bodies are never recorded.
+ * `url` is recorded as scheme, host, port and path (recordableUrl: no userinfo, query or fragment, a
+ * webhook's secret path segment elided) with `secrets` redacted; headers and bodies are never recorded.
  */
 export function startClientSpan(method: string, url: string, secrets: readonly string[]): ClientSpan | undefined {
   if (!tracingOn()) return undefined;
   const parent = context.active();
   const active = trace.getSpanContext(parent);
   if (!active || !isSpanContextValid(active)) return undefined;
-  const attributes: Attributes = { [ATTR_HTTP_REQUEST_METHOD]: method, [ATTR_URL_FULL]: redactSecrets(url, secrets) };
+  const attributes: Attributes = { [ATTR_HTTP_REQUEST_METHOD]: method, [ATTR_URL_FULL]: recordableUrl(url, secrets) };
   try {
     const u = new URL(url);
     attributes[ATTR_SERVER_ADDRESS] = u.hostname;

@@ -25,6 +25,8 @@ export const RESTAPI_DEFAULTS = { keepAliveTime: 3000, connectionTimeout: 1000, 
 /** RestApiRequest defaults (original-karya.md §4): used when the stored action JSON leaves a field out. */
 const DEFAULT_TIMEOUT_MS = 2000;
 const DEFAULT_HEADERS: Readonly<Record<string, string>> = { 'content-type': 'application/json' };
+/** The response-status callback of an untraced call: only a span wants the status before the result. */
+const ignoreStatus = (): void => undefined;
 
 /**
  * Sockets per origin. Bounds what one executor can open against a single target (its executor.concurrency,
@@ -165,7 +167,8 @@ export class RestApiPlugin extends ActionPlugin {
       }
       const client = startClientSpan(call.method, call.url, call.secrets);
       if (client) call.headers = withTraceparent(call.headers, client);
-      const result = await this.execute(call, client);
+      // Untraced (tracing off, the usual case), the call goes straight out: no span bookkeeping frame.
+      const result = client ? await this.traced(call, client) : await this.send(call, ignoreStatus);
       // Targets echo requests (a debug 500 dumping its headers) and errors quote the URL: the stored text must
       // not hand the call's credentials to whoever reads the error log.
       return result.ok ? result : { ...result, error: redactSecrets(result.error, call.secrets) };
@@ -182,15 +185,15 @@ export class RestApiPlugin extends ActionPlugin {
     return this.closing;
   }
 
-  /** Runs the call; `client`, its span when traced, is ended here with the response's status. */
-  private async execute(call: RestCall, client?: ClientSpan): Promise<ActionResult> {
+  /** Runs the call inside `client`, its span, ended here with the response's status. */
+  private async traced(call: RestCall, client: ClientSpan): Promise<ActionResult> {
     let status: number | undefined;
     let result: ActionResult | undefined;
     try {
       result = await this.send(call, (code) => (status = code));
       return result;
     } finally {
-      if (client) endClientSpan(client, status, clientErrorType(result, status));
+      endClientSpan(client, status, clientErrorType(result, status));
     }
   }
 

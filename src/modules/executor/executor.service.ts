@@ -13,8 +13,9 @@ import { ActionRegistry } from '../../actions/action-registry';
 import { HookPublisher } from '../hooks/hook-publisher';
 import { TaskStatsRecorder } from '../../stats/task-stats.recorder';
 import { StartedTask, TaskResultsRepository } from './task-results.repository';
-import { rawTaskLogFields, taskLogFields } from '../../logging/task-log';
+import { loggedError, rawTaskLogFields, taskLogFields } from '../../logging/task-log';
 import { traceExecution } from '../../tracing/spans';
+import { tracingOn } from '../../tracing/tracing';
 
 /**
  * Pauses before each further try of a result write that threw: 5 tries within about 10 s. The action has
@@ -136,12 +137,17 @@ export class ExecutorService {
     const retriesLeft = !outcome.permanent && message.attempt <= message.maxFailureRetry;
     const retryAt = retriesLeft ? new Date(at.getTime() + backoffDelay(this.config.retry, message.attempt)) : null;
     const recorded = await this.record('failure', message, () => this.results.failed(message, at, outcome.error, retryAt, last && !retriesLeft));
-    this.logger.warn(
-      { ...taskLogFields(message), retry_at: retryAt?.toISOString() ?? null, error: outcome.error },
-      retryAt
-        ? `task ${message.taskId}: attempt ${message.attempt} failed; retry at ${retryAt.toISOString()}`
-        : `task ${message.taskId}: attempt ${message.attempt} failed; no retry left, dead-lettered`,
-    );
+    if (recorded) {
+      this.logger.warn(
+        { ...taskLogFields(message), retry_at: retryAt?.toISOString() ?? null, error: loggedError(outcome.error) },
+        retryAt
+          ? `task ${message.taskId}: attempt ${message.attempt} failed; retry at ${retryAt.toISOString()}`
+          : `task ${message.taskId}: attempt ${message.attempt} failed; no retry left, dead-lettered`,
+      );
+    } else {
+      // A newer dispatch owns the task (the fencing write changed nothing): no retry, no dead letter came of it.
+      this.logger.debug(taskLogFields(message), `task ${message.taskId}: attempt ${message.attempt} failed; not recorded (stale dispatch)`);
+    }
     if (recorded) await this.fireFailure(message, started.hooks);
     if (recorded && retriesLeft) this.metrics.retryScheduled();
     if (recorded && !retriesLeft) {
@@ -199,7 +205,8 @@ export class ExecutorService {
   private async handleOrLeave(raw: Record<string, unknown>): Promise<void> {
     try {
       // The message's traceparent (when the scheduler traced its dispatch) makes this a span of the plan's trace.
-      await traceExecution(raw, () => this.handle(raw));
+      // Branching here, not inside traceExecution: with tracing off, no closure and no extra async frame per task.
+      await (tracingOn() ? traceExecution(raw, () => this.handle(raw)) : this.handle(raw));
     } catch (e) {
       if (!isDatabaseUnavailable(e)) throw e;
       this.logger.warn(rawTaskLogFields(raw), `task ${String(raw.taskId)} left to its lease, the database is not answering: ${e instanceof Error ? e.message : String(e)}`);

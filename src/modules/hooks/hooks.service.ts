@@ -10,7 +10,7 @@ import { HookMessage, parseHookMessage } from './hook-message';
 import { HookPublisher } from './hook-publisher';
 import { HookRetriesRepository } from './hook-retries.repository';
 import { HookRetryRelay } from './hook-retry.relay';
-import { taskLogFields } from '../../logging/task-log';
+import { loggedError, taskLogFields } from '../../logging/task-log';
 
 /**
  * Runs hook messages from the hooks queue through the same plugins as plans ("eat what you kill"). A failed
@@ -68,7 +68,7 @@ export class HooksService implements BeforeApplicationShutdown {
     const error = storableText(outcome.error, this.config.maxErrorTextLength);
     const retrying = plugin && !outcome.permanent && message.attempt <= maxRetry;
     this.logger.warn(
-      { ...hookLogFields(message), error },
+      { ...hookLogFields(message), error: loggedError(error) },
       `hook ${message.hookIndex} (${message.trigger}) of task ${message.taskId} failed on try ${message.attempt}; ${retrying ? 'retrying' : 'dead-lettered'}`,
     );
     // A permanent failure (an egress denial) is dead-lettered at once: the same policy refuses every retry.

@@ -41,6 +41,7 @@ import { PLAN_FILTERS, PlanFilter } from './plans.repository';
 import { PlansService } from './plans.service';
 import type { Request } from 'express';
 import { traceSubmit } from '../../tracing/spans';
+import { tracingOn } from '../../tracing/tracing';
 
 /** GET /v1/plan's optional `status` filter, any case; a bad value is a 400 naming it. */
 function planFilter(value: unknown): PlanFilter | undefined {
@@ -71,11 +72,13 @@ export class PlansController {
   @ApiNotFoundResponse(plainText('User (ID) not found'))
   @ApiForbiddenResponse(plainText('user_id: a key may act only for its own user, got "…"'))
   async submit(@CurrentCaller() caller: Caller, @Body() body: SubmitPlanRequestDto, @Req() req: Request): Promise<PlanDto> {
-    // The request's `traceparent` is continued when tracing is on (README "Traces").
-    return traceSubmit(req.headers, async () => {
-      requireActsFor(caller, body.user_id, 'user_id');
-      return mapPlan(await this.plans.submit(body));
-    });
+    // The request's `traceparent` is continued when tracing is on (README "Traces"); off, no closure is built.
+    return tracingOn() ? traceSubmit(req.headers, () => this.submitAs(caller, body), req.res) : this.submitAs(caller, body);
+  }
+
+  private async submitAs(caller: Caller, body: SubmitPlanRequestDto): Promise<PlanDto> {
+    requireActsFor(caller, body.user_id, 'user_id');
+    return mapPlan(await this.plans.submit(body));
   }
 
   @Get()

@@ -11,7 +11,7 @@ import { endDispatchSpans, startDispatchSpans, traceClaims } from '../../tracing
 
 /** Claims held in memory (claimed, waiting for their due time) never exceed this many per claim batch. */
 const HELD_PER_BATCH = 20;
-/** Lapsed leases logged one warn line each per sweep; the rest of the sweep's go to debug. */
+/** Lapsed leases (per sweep) and late dispatches (per publish) logged one warn line each; the rest go to debug. */
 const LAPSED_WARN_LINES = 10;
 /** After a failed publish (broker down), try again this soon; the lease covers us if we never manage. */
 const PUBLISH_RETRY_MS = 500;
@@ -217,10 +217,19 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
       endDispatchSpans(spans);
       this.metrics.dispatched(tasks.length);
       const now = Date.now();
+      // A backlog (a scheduler back after an outage) dispatches thousands late at once: as for lapsed leases,
+      // the first few at warn, the rest at debug behind one count.
+      let lateCount = 0;
       for (const t of tasks) {
         this.held.delete(t.taskId);
         const late = now - t.dueAt;
-        if (late > this.config.executionBuffer) this.logger.warn({ ...taskLogFields(t), late_ms: late }, `task ${t.taskId} dispatched ${late} ms after its due time`);
+        if (late <= this.config.executionBuffer) continue;
+        const line = `task ${t.taskId} dispatched ${late} ms after its due time`;
+        if (lateCount++ < LAPSED_WARN_LINES) this.logger.warn({ ...taskLogFields(t), late_ms: late }, line);
+        else this.logger.debug({ ...taskLogFields(t), late_ms: late }, line);
+      }
+      if (lateCount > LAPSED_WARN_LINES) {
+        this.logger.warn({ tasks: lateCount - LAPSED_WARN_LINES }, `${lateCount - LAPSED_WARN_LINES} more tasks of this batch dispatched late (one debug line each)`);
       }
     } catch (e) {
       endDispatchSpans(spans, e);
