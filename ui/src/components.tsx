@@ -30,6 +30,21 @@ export function ErrorBox({ error, testId = 'error' }: { error: string | null; te
   );
 }
 
+/** The outcome of a button (replay, pause, …): a status line when it worked, an alert when the API refused. */
+export interface Notice {
+  ok: boolean;
+  text: string;
+}
+
+export function NoticeBox({ notice }: { notice: Notice | null }) {
+  if (!notice) return null;
+  return (
+    <div class={notice.ok ? 'notice' : 'alert'} role={notice.ok ? 'status' : 'alert'} data-testid={notice.ok ? 'notice' : 'action-error'}>
+      {notice.text}
+    </div>
+  );
+}
+
 export function Card({ title, children, actions, class: cls }: { title?: string; children: ComponentChildren; actions?: ComponentChildren; class?: string }) {
   return (
     <section class={`card ${cls ?? ''}`}>

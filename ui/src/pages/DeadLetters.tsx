@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { api, DeadLetter, get, query } from '../api';
-import { Badge, Card, ErrorBox, Pager } from '../components';
+import { Badge, Card, ErrorBox, Pager, NoticeBox, type Notice } from '../components';
 import { fmtRelative, fmtTime, shortId } from '../format';
 import { errorText, usePoll } from '../hooks';
 import type { Session } from '../session';
@@ -9,7 +9,7 @@ const PAGE_SIZE = 20;
 
 export function DeadLetters({ session }: { session: Session }) {
   const [page, setPage] = useState(0);
-  const [notice, setNotice] = useState<{ ok: boolean; text: string } | null>(null);
+  const [notice, setNotice] = useState<Notice | null>(null);
   const [busy, setBusy] = useState<string | null>(null);
   const userId = session.whoami.kind === 'user' ? undefined : session.user.id;
   const { data, error, reload } = usePoll(
@@ -40,11 +40,7 @@ export function DeadLetters({ session }: { session: Session }) {
         <h1>Dead letters</h1>
         <span class="muted">Tasks and hooks that ran out of attempts{userId ? ` · ${session.user.name}` : ''}</span>
       </div>
-      {notice && (
-        <div class={notice.ok ? 'notice' : 'alert'} role={notice.ok ? 'status' : 'alert'} data-testid={notice.ok ? 'notice' : 'action-error'}>
-          {notice.text}
-        </div>
-      )}
+      <NoticeBox notice={notice} />
       <ErrorBox error={error} />
       <Card>
         <table class="table" data-testid="dead-letters-table">

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { Action, ACTION, api, BODY, ErrorLog, get, PLAN_TYPE, Plan, PlanState, post, Task } from '../api';
-import { Badge, Card, ErrorBox } from '../components';
+import { Badge, Card, ErrorBox, NoticeBox, type Notice } from '../components';
 import { actionLabel, actionTarget, fmtMs, fmtRelative, fmtTime, kind, maskAction, maskedHeaders, scheduleText, unmaskHooks } from '../format';
 import { errorText, usePoll } from '../hooks';
 import type { Session } from '../session';
@@ -28,7 +28,7 @@ async function loadDetail(id: string): Promise<Detail> {
 
 export function PlanDetail({ id }: { id: string; session: Session }) {
   const { data, error, reload } = usePoll(() => loadDetail(id), REFRESH_MS, [id]);
-  const [notice, setNotice] = useState<{ ok: boolean; text: string } | null>(null);
+  const [notice, setNotice] = useState<Notice | null>(null);
   const [busy, setBusy] = useState(false);
   const [confirmCancel, setConfirmCancel] = useState(false);
   const [editing, setEditing] = useState(false);
@@ -123,11 +123,7 @@ export function PlanDetail({ id }: { id: string; session: Session }) {
           </span>
         )}
       </div>
-      {notice && (
-        <div class={notice.ok ? 'notice' : 'alert'} role={notice.ok ? 'status' : 'alert'} data-testid={notice.ok ? 'notice' : 'action-error'}>
-          {notice.text}
-        </div>
-      )}
+      <NoticeBox notice={notice} />
       <ErrorBox error={error} />
       {editing && !ended && (
         <EditPlan
