@@ -12,7 +12,7 @@ import { endDispatchSpans, startDispatchSpans, traceClaims } from '../../tracing
 /** Claims held in memory (claimed, waiting for their due time) never exceed this many per claim batch. */
 const HELD_PER_BATCH = 20;
 /** Lapsed leases (per sweep) and late dispatches (per publish) logged one warn line each; the rest go to debug. */
-const LAPSED_WARN_LINES = 10;
+const WARN_LINES_PER_BATCH = 10;
 /** After a failed publish (broker down), try again this soon; the lease covers us if we never manage. */
 const PUBLISH_RETRY_MS = 500;
 
@@ -118,6 +118,16 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
     }
   }
 
+  /**
+   * One line per task, but a batch can hold thousands of them: the first WARN_LINES_PER_BATCH at warn, the rest
+   * at debug behind one warn line counting them, so a recovery or a backlog cannot flood the logs.
+   */
+  private warnCapped(lines: readonly (readonly [object, string])[], more: (count: number) => string): void {
+    lines.forEach(([fields, text], i) => (i < WARN_LINES_PER_BATCH ? this.logger.warn(fields, text) : this.logger.debug(fields, text)));
+    const rest = lines.length - WARN_LINES_PER_BATCH;
+    if (rest > 0) this.logger.warn({ tasks: rest }, more(rest));
+  }
+
   private async leaseLoop(): Promise<void> {
     while (this.running) {
       await this.sleep(Math.max(this.config.pollFrequency, 1000));
@@ -129,15 +139,11 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
         traceClaims(batch, started);
         if (batch.length + exhausted.length > 0) {
           this.metrics.leaseExpired(batch.length + exhausted.length);
-          // One line per task, but an executor crash can lapse thousands at once: the first few at warn,
-          // the rest at debug behind one count, so a recovery cannot flood the logs.
-          batch.forEach((t, i) => {
-            if (i < LAPSED_WARN_LINES) this.logger.warn(taskLogFields(t), `re-dispatching task ${t.taskId}: its lease lapsed`);
-            else this.logger.debug(taskLogFields(t), `re-dispatching task ${t.taskId}: its lease lapsed`);
-          });
-          if (batch.length > LAPSED_WARN_LINES) {
-            this.logger.warn(`re-dispatching ${batch.length - LAPSED_WARN_LINES} more tasks whose lease lapsed (one debug line each)`);
-          }
+          // An executor crash can lapse thousands at once.
+          this.warnCapped(
+            batch.map((t) => [taskLogFields(t), `re-dispatching task ${t.taskId}: its lease lapsed`]),
+            (more) => `re-dispatching ${more} more tasks whose lease lapsed (one debug line each)`,
+          );
         }
         this.hold(batch);
         for (const t of exhausted) await this.settleExhausted(t);
@@ -217,20 +223,15 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
       endDispatchSpans(spans);
       this.metrics.dispatched(tasks.length);
       const now = Date.now();
-      // A backlog (a scheduler back after an outage) dispatches thousands late at once: as for lapsed leases,
-      // the first few at warn, the rest at debug behind one count.
-      let lateCount = 0;
+      // A backlog (a scheduler back after an outage) dispatches thousands late at once.
+      const lateLines: [object, string][] = [];
       for (const t of tasks) {
         this.held.delete(t.taskId);
         const late = now - t.dueAt;
         if (late <= this.config.executionBuffer) continue;
-        const line = `task ${t.taskId} dispatched ${late} ms after its due time`;
-        if (lateCount++ < LAPSED_WARN_LINES) this.logger.warn({ ...taskLogFields(t), late_ms: late }, line);
-        else this.logger.debug({ ...taskLogFields(t), late_ms: late }, line);
+        lateLines.push([{ ...taskLogFields(t), late_ms: late }, `task ${t.taskId} dispatched ${late} ms after its due time`]);
       }
-      if (lateCount > LAPSED_WARN_LINES) {
-        this.logger.warn({ tasks: lateCount - LAPSED_WARN_LINES }, `${lateCount - LAPSED_WARN_LINES} more tasks of this batch dispatched late (one debug line each)`);
-      }
+      this.warnCapped(lateLines, (more) => `${more} more tasks of this batch dispatched late (one debug line each)`);
     } catch (e) {
       endDispatchSpans(spans, e);
       // One line for the batch (a broker outage would otherwise print a line per task per retry), then which.
