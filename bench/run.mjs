@@ -2,8 +2,9 @@
 //
 // In one run, on one machine: the hardware's limits (PostgreSQL claims and commits, RabbitMQ with confirms,
 // the sink), then Karya split into roles (1 server, 1 scheduler, 1 executor) and Karya with every role in one
-// process, each as real `node dist/main.js` processes on real PostgreSQL, Redis and RabbitMQ, then BullMQ on
-// the same Redis with the same sink. With a backlog (full profile, or --backlog N), the split burst is run
+// process, each as real `node dist/main.js` processes on real PostgreSQL, Redis and RabbitMQ, then the peers
+// with the same sink: BullMQ on the same Redis, graphile-worker and pg-boss each in a PostgreSQL database of
+// its own on the same server. With a backlog (full profile, or --backlog N), the split burst is run
 // again over N stored future tasks, and once more on a fresh split deployment with a retention while its
 // housekeeper deletes N expired finished tasks (--skip-housekeeping leaves that out). Prints a table, writes
 // bench/results/<time>-<profile>.json, and exits 1 when any task was lost. See BENCHMARKS.md.
@@ -14,6 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { BULL_TUNING, BullBench } from './lib/bullmq.mjs';
+import { GRAPHILE_TUNING, GraphileBench } from './lib/graphile.mjs';
+import { PGBOSS_TUNING, PgBossBench } from './lib/pgboss.mjs';
 import {
   createUser, deleteSubmissionPlans, housekeeperLog, insertBacklog, insertExpired, purgeKaryaQueues, startKarya, submissionBench, submitPlans,
   taskDues, TUNING,
@@ -61,6 +64,11 @@ const PROFILES = {
     limits: { seconds: 1, claimRows: 50_000 },
     backlog: Number(process.env.KARYA_BENCH_SMOKE_BACKLOG ?? 0),
     housekeepingRetention: 'PT1M', // first pass 6 s after start rather than 60 s: the smoke run stays short
+    /**
+     * graphile-worker and pg-boss: smaller workloads and a shorter lead, so that the two add about 20 s to the
+     * smoke run (CI runs it). The other profiles give them the same workloads as Karya and BullMQ.
+     */
+    pgPeers: { burst: 500, steady: { rate: 200, seconds: 2 }, submission: { connections: 64, seconds: 1 }, leadPadMs: 1500 },
   },
 };
 
@@ -68,7 +76,10 @@ const { values: args } = parseArgs({
   options: {
     profile: { type: 'string', default: 'quick' },
     'skip-bullmq': { type: 'boolean', default: false },
-    'only': { type: 'string' }, // split | all: run one Karya deployment
+    'skip-graphile': { type: 'boolean', default: false },
+    'skip-pgboss': { type: 'boolean', default: false },
+    'skip-peers': { type: 'boolean', default: false }, // BullMQ, graphile-worker and pg-boss
+    'only': { type: 'string' }, // split | all: run one Karya deployment; peers: no Karya deployment, only the limits and the peers
     'update-doc': { type: 'boolean', default: false },
     'keep-logs': { type: 'boolean', default: false },
     backlog: { type: 'string' }, // override the profile's backlog size (the burst is repeated with that many stored future tasks)
@@ -81,7 +92,7 @@ const { values: args } = parseArgs({
 const profileName = args.profile ?? 'quick';
 const P = PROFILES[/** @type {'quick'|'full'} */ (profileName)];
 if (!P) {
-  process.stderr.write(`unknown profile ${profileName}: use quick or full\n`);
+  process.stderr.write(`unknown profile ${profileName}: use quick, full or smoke\n`);
   process.exit(2);
 }
 if (args.backlog !== undefined) P.backlog = Number(args.backlog);
@@ -113,7 +124,7 @@ async function createDatabase(suffix) {
  * own client, building every body, is slower than autocannon replaying one), plus 3 s. A submission that
  * still overruns the due time is reported (`overran`): its tail then competes with the drain.
  */
-const leadMs = (n, rate) => Math.round((n / Math.max(100, 0.5 * rate)) * 1000 + 3000);
+const leadMs = (n, rate, padMs = 3000) => Math.round((n / Math.max(100, 0.5 * rate)) * 1000 + padMs);
 
 /** Sleeps until `at` (epoch ms), then returns a CPU snapshot. */
 async function untilThenSnapshot(at, label) {
@@ -383,52 +394,80 @@ async function runKarya(kind, sink, sinkPort) {
   return out;
 }
 
-async function runBull(sink, sinkPort) {
-  log('== bullmq: delayed jobs (addBulk), one worker process, same Redis, same sink');
-  const bull = new BullBench({ root: ROOT, dir: DIR, redis: SERVICES.redis, sinkPort, queueName: `karya-bench-${TAG}` });
-  cleanups.push(() => bull.close());
-  const pid = await bull.startWorker();
-  const out = { pid, queue: `karya-bench-${TAG}` };
+/**
+ * The workloads of one peer queue (BullMQ, graphile-worker, pg-boss), through its own producer and worker
+ * process: the burst and the steady window as jobs scheduled ahead (added in chunks with the peer's bulk
+ * call), then its submission figure (its own add call, one job at a time). `bench` is a BullBench,
+ * GraphileBench or PgBossBench: startWorker(), addDelayed(run, dues, label), addRate(o), close().
+ * @param {{ key: string, label: string, bench: any, sizes: { burst: number, steady: { rate: number, seconds: number }, submission: { connections: number, seconds: number }, leadPadMs?: number } }} peer
+ */
+async function runPeer(sink, { key, label, bench, sizes }) {
+  cleanups.push(() => bench.close());
+  const pid = await bench.startWorker();
+  /** @type {any} */
+  const out = { pid };
+  /** A lower bound of the bulk add's rate, for the lead (it is measured and reported as `add`). */
   const addRate = 5000;
 
   {
-    const run = `${TAG}-bullmq-burst`;
-    const n = P.burst;
-    const T = Date.now() + leadMs(n, addRate);
-    log(`bullmq burst: adding ${n} delayed jobs, all due at T = now + ${((T - Date.now()) / 1000).toFixed(1)} s`);
-    const add = await bull.addDelayed(run, new Array(n).fill(T), 'bullmq burst');
-    log(`bullmq burst: added in ${(add.ms / 1000).toFixed(1)} s (${add.rate}/s)`);
-    const cpu0 = await untilThenSnapshot(T, 'bullmq burst');
+    const run = `${TAG}-${key}-burst`;
+    const n = sizes.burst;
+    const T = Date.now() + leadMs(n, addRate, sizes.leadPadMs);
+    log(`${label} burst: adding ${n} jobs scheduled ahead, all due at T = now + ${((T - Date.now()) / 1000).toFixed(1)} s`);
+    const add = await bench.addDelayed(run, new Array(n).fill(T), `${label} burst`);
+    log(`${label} burst: added in ${(add.ms / 1000).toFixed(1)} s (${add.rate}/s)${add.overran ? `; ${add.overran} added after T` : ''}`);
+    const cpu0 = await untilThenSnapshot(T, `${label} burst`);
     let cpu1 = cpu0;
-    const rec = await sink.waitFor(run, n, { label: 'bullmq burst', timeoutMs: drainTimeoutMs(n, 0), notBefore: T + 5000, onEnd: () => (cpu1 = cpuSnapshot(childNames())) });
+    const rec = await sink.waitFor(run, n, { label: `${label} burst`, timeoutMs: drainTimeoutMs(n, 0), notBefore: T + 5000, onEnd: () => (cpu1 = cpuSnapshot(childNames())) });
     const cpu = cpuDelta(cpu0, cpu1);
-    log(`bullmq burst: CPU cores used while draining: ${formatCpu(cpu)}`);
+    log(`${label} burst: CPU cores used while draining: ${formatCpu(cpu)}`);
     const r = summarise(rec, n, { start: T });
-    log(`bullmq burst: ${r.distinct}/${n} in ${(r.spanMs / 1000).toFixed(2)} s → ${r.rate} tasks/s; lateness p50 ${r.lateness.p50} p99 ${r.lateness.p99} max ${r.lateness.max} ms; lost ${r.lost}, duplicates ${r.duplicates}`);
+    log(`${label} burst: ${r.distinct}/${n} in ${(r.spanMs / 1000).toFixed(2)} s → ${r.rate} tasks/s; lateness p50 ${r.lateness.p50} p99 ${r.lateness.p99} max ${r.lateness.max} ms; lost ${r.lost}, duplicates ${r.duplicates}`);
     out.burst = { ...r, T, add, cpu };
   }
   {
-    const run = `${TAG}-bullmq-steady`;
-    const { rate, seconds } = P.steady;
+    const run = `${TAG}-${key}-steady`;
+    const { rate, seconds } = sizes.steady;
     const n = rate * seconds;
-    const W0 = Date.now() + leadMs(n, addRate);
+    const W0 = Date.now() + leadMs(n, addRate, sizes.leadPadMs);
     const dues = Array.from({ length: n }, (_, i) => Math.round(W0 + (i * 1000) / rate));
-    log(`bullmq steady: adding ${n} delayed jobs due at ${rate}/s for ${seconds} s`);
-    const add = await bull.addDelayed(run, dues, 'bullmq steady');
-    const cpu0 = await untilThenSnapshot(W0, 'bullmq steady');
+    log(`${label} steady: adding ${n} jobs due at ${rate}/s for ${seconds} s`);
+    const add = await bench.addDelayed(run, dues, `${label} steady`);
+    const cpu0 = await untilThenSnapshot(W0, `${label} steady`);
     let cpu1 = cpu0;
-    const rec = await sink.waitFor(run, n, { label: 'bullmq steady', timeoutMs: drainTimeoutMs(n, seconds * 1000), notBefore: W0 + seconds * 1000 + 5000, onEnd: () => (cpu1 = cpuSnapshot(childNames())) });
+    const rec = await sink.waitFor(run, n, { label: `${label} steady`, timeoutMs: drainTimeoutMs(n, seconds * 1000), notBefore: W0 + seconds * 1000 + 5000, onEnd: () => (cpu1 = cpuSnapshot(childNames())) });
     const cpu = cpuDelta(cpu0, cpu1);
-    log(`bullmq steady: CPU cores used during the window: ${formatCpu(cpu)}`);
+    log(`${label} steady: CPU cores used during the window: ${formatCpu(cpu)}`);
     const r = summarise(rec, n, { start: W0 });
-    log(`bullmq steady: lateness p50 ${r.lateness.p50} p99 ${r.lateness.p99} max ${r.lateness.max} ms; lost ${r.lost}, duplicates ${r.duplicates}`);
+    log(`${label} steady: lateness p50 ${r.lateness.p50} p99 ${r.lateness.p99} max ${r.lateness.max} ms; lost ${r.lost}, duplicates ${r.duplicates}`);
     out.steady = { ...r, rateOffered: rate, seconds, W0, add, cpu };
   }
-  log(`bullmq submission: queue.add one at a time, ${P.submission.connections} in flight, ${P.submission.seconds} s`);
-  out.submission = await bull.addRate(P.submission);
-  log(`bullmq submission: ${out.submission.rate} jobs/s, p99 ${out.submission.latencyMs.p99} ms`);
-  await bull.close();
+  log(`${label} submission: its add call one job at a time, ${sizes.submission.connections} in flight, ${sizes.submission.seconds} s`);
+  out.submission = await bench.addRate(sizes.submission);
+  log(`${label} submission: ${out.submission.rate} jobs/s, p99 ${out.submission.latencyMs.p99} ms`);
+  await bench.close();
   return out;
+}
+
+async function runBull(sink, sinkPort) {
+  log('== bullmq: delayed jobs (addBulk), one worker process, same Redis, same sink');
+  const queue = `karya-bench-${TAG}`;
+  const bench = new BullBench({ root: ROOT, dir: DIR, redis: SERVICES.redis, sinkPort, queueName: queue });
+  return { queue, ...(await runPeer(sink, { key: 'bullmq', label: 'bullmq', bench, sizes: P })) };
+}
+
+async function runGraphile(sink, sinkPort) {
+  log(`== graphile-worker ${GRAPHILE_TUNING.version}: jobs with run_at (addJobs), one worker process, a database of its own, same sink`);
+  const db = await createDatabase('graphile');
+  const bench = new GraphileBench({ root: ROOT, dir: DIR, pgUrl: db.url, sinkPort });
+  return { database: db.name, ...(await runPeer(sink, { key: 'graphile', label: 'graphile-worker', bench, sizes: P.pgPeers ?? P })) };
+}
+
+async function runPgBoss(sink, sinkPort) {
+  log(`== pg-boss ${PGBOSS_TUNING.version}: jobs with startAfter (insert), one worker process, a database of its own, same sink`);
+  const db = await createDatabase('pgboss');
+  const bench = new PgBossBench({ root: ROOT, dir: DIR, pgUrl: db.url, sinkPort, queueName: 'karya-bench' });
+  return { database: db.name, ...(await runPeer(sink, { key: 'pgboss', label: 'pg-boss', bench, sizes: P.pgPeers ?? P })) };
 }
 
 function cleanup() {
@@ -453,7 +492,7 @@ async function main() {
   /** @type {any} */
   const results = {
     profile: profileName, settings: P, startedAt: startedAt.toISOString(), machine: info,
-    tuning: { karya: TUNING, bullmq: BULL_TUNING, workloadSubmitConnections: WORKLOAD_CONNECTIONS }, karya: {},
+    tuning: { karya: TUNING, bullmq: BULL_TUNING, graphile: GRAPHILE_TUNING, pgboss: PGBOSS_TUNING, workloadSubmitConnections: WORKLOAD_CONNECTIONS }, karya: {},
   };
 
   log('== hardware limits (nothing else running)');
@@ -465,7 +504,10 @@ async function main() {
     if (args.only && args.only !== kind) continue;
     results.karya[kind] = await runKarya(kind, sink, sinkPort);
   }
-  if (!args['skip-bullmq']) results.bullmq = await runBull(sink, sinkPort);
+  const peers = !args['skip-peers'];
+  if (peers && !args['skip-bullmq']) results.bullmq = await runBull(sink, sinkPort);
+  if (peers && !args['skip-graphile']) results.graphile = await runGraphile(sink, sinkPort);
+  if (peers && !args['skip-pgboss']) results.pgboss = await runPgBoss(sink, sinkPort);
 
   results.finishedAt = new Date().toISOString();
   results.durationS = round((Date.now() - startedAt.getTime()) / 1000, 1);

@@ -1,5 +1,6 @@
-// The report: one table (Karya split, Karya all, BullMQ, ratios, fraction of the machine's limits), the
-// limits themselves, the tuning each side used, and the issue's targets (goals, not assertions).
+// The report: one table (Karya split, Karya all, the peers BullMQ, graphile-worker and pg-boss, ratios,
+// fraction of the machine's limits), the limits themselves, the tuning each side used, and the issue's
+// targets (goals, not assertions).
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 
 export const fmt = (x, digits = 0) => (x === null || x === undefined || Number.isNaN(x) ? '–' : Number(x).toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
@@ -27,11 +28,12 @@ function tightest(limits, rate) {
 export function goals(r) {
   const s = r.karya.split;
   const b = r.bullmq;
+  const gw = r.graphile;
   const lostOf = (x) => (x ? x.lost : 0);
   const dupOf = (x) => (x ? x.duplicates : 0);
   const all = [
     ...Object.values(r.karya).flatMap((k) => [k.burst, k.steady, k.burstBacklog, k.burstHousekeeping]),
-    b?.burst, b?.steady,
+    ...[b, gw, r.pgboss].flatMap((p) => [p?.burst, p?.steady]),
   ].filter(Boolean);
   const lostTotal = all.reduce((n, x) => n + lostOf(x), 0);
   const dupTotal = all.reduce((n, x) => n + dupOf(x), 0);
@@ -40,6 +42,7 @@ export function goals(r) {
   if (s) {
     add('burst ≥ 5,000 tasks/s (split roles)', s.burst.rate, s.burst.rate >= 5000);
     if (b) add('burst ≥ 1.0× BullMQ (split roles)', s.burst.rate && b.burst.rate ? s.burst.rate / b.burst.rate : null, s.burst.rate >= b.burst.rate);
+    if (gw) add('burst ≥ 2× graphile-worker (split roles)', s.burst.rate && gw.burst.rate ? s.burst.rate / gw.burst.rate : null, s.burst.rate >= 2 * gw.burst.rate);
     add('steady p99 ≤ 25 ms (split roles)', s.steady.lateness.p99, s.steady.lateness.p99 <= 25);
     add('steady p50 ≤ 5 ms (split roles)', s.steady.lateness.p50, s.steady.lateness.p50 <= 5);
     add('submission ≥ 3,000/s (split roles)', s.submission.rate, s.submission.rate >= 3000);
@@ -73,15 +76,17 @@ export function formatReport(r) {
   const S = r.karya.split;
   const A = r.karya.all;
   const B = r.bullmq;
+  const G = r.graphile;
+  const PB = r.pgboss;
   const m = r.machine;
   const L = r.limits;
   const st = r.settings;
-  const rows = [['figure', 'Karya split', 'Karya all', 'BullMQ', 'split / BullMQ', 'all / BullMQ', 'split vs limit']];
+  const rows = [['figure', 'Karya split', 'Karya all', 'BullMQ', 'graphile-worker', 'pg-boss', 'split / BullMQ', 'split / graphile', 'all / BullMQ', 'split vs limit']];
+  /** Karya-only rows: the peers' and the ratios' cells stay empty. */
+  const karyaRow = (name, split, extra = '') => rows.push([name, split, '', '', '', '', '', '', '', extra]);
   const row = (name, get, digits = 0, limitOf) => {
-    const s = S ? get(S) : null;
-    const a = A ? get(A) : null;
-    const b = B ? get(B) : null;
-    rows.push([name, fmt(s, digits), fmt(a, digits), fmt(b, digits), ratio(s, b), ratio(a, b), limitOf ? limitOf(s) : '']);
+    const [s, a, b, g, pb] = [S, A, B, G, PB].map((x) => (x ? get(x) ?? null : null));
+    rows.push([name, fmt(s, digits), fmt(a, digits), fmt(b, digits), fmt(g, digits), fmt(pb, digits), ratio(s, b), ratio(s, g), ratio(a, b), limitOf ? limitOf(s) : '']);
   };
   row(`burst drain, tasks/s (${fmt(st.burst)} due at T) ↑`, (x) => x.burst?.rate, 0, (v) => tightest(L, v));
   for (const p of ['p50', 'p90', 'p99', 'max']) row(`burst lateness ${p}, ms ↓`, (x) => x.burst?.lateness[p], 1);
@@ -97,26 +102,28 @@ export function formatReport(r) {
   row('submission latency p99, ms ↓', (x) => x.submission?.latencyMs.p99, 1);
   if (S?.burstBacklog) {
     const bb = S.burstBacklog;
-    rows.push([`burst + ${fmt(bb.backlog)} stored future tasks, tasks/s ↑`, fmt(bb.rate), '', '', '', '', `${ratio(bb.rate, S.burst.rate)} of empty table`]);
-    rows.push(['burst + backlog lateness p99, ms ↓', fmt(bb.lateness.p99, 1), '', '', '', '', `${ratio(bb.lateness.p99, S.burst.lateness.p99)} of empty table`]);
-    rows.push(['burst + backlog lost / duplicates', `${bb.lost} / ${bb.duplicates}`, '', '', '', '', '']);
+    karyaRow(`burst + ${fmt(bb.backlog)} stored future tasks, tasks/s ↑`, fmt(bb.rate), `${ratio(bb.rate, S.burst.rate)} of empty table`);
+    karyaRow('burst + backlog lateness p99, ms ↓', fmt(bb.lateness.p99, 1), `${ratio(bb.lateness.p99, S.burst.lateness.p99)} of empty table`);
+    karyaRow('burst + backlog lost / duplicates', `${bb.lost} / ${bb.duplicates}`);
   }
   if (S?.burstHousekeeping) {
     const h = S.burstHousekeeping;
     const x = h.expired;
-    rows.push([`burst while deleting ${fmt(x.rows)} expired tasks, tasks/s ↑`, fmt(h.rate), '', '', '', '', `${ratio(h.rate, S.burst.rate)} of the run without it`]);
-    rows.push(['burst while deleting, lateness p99, ms ↓', fmt(h.lateness.p99, 1), '', '', '', '', `${ratio(h.lateness.p99, S.burst.lateness.p99)} of the run without it`]);
-    rows.push(['burst while deleting, lost / duplicates', `${h.lost} / ${h.duplicates}`, '', '', '', '', '']);
-    rows.push(['expired tasks deleted before T / by the burst\'s end', `${fmt(x.deletedBeforeT)} / ${fmt(x.deletedByBurstEnd)}`, '', '', '', '', '']);
-    rows.push([`all expired tasks deleted in, s (retention ${x.retention})`, x.finished ? fmt(x.fullDeletionMs / 1000, 1) : `not done: ${fmt(x.leftAtEnd)} left`, '', '', '', '', '']);
+    karyaRow(`burst while deleting ${fmt(x.rows)} expired tasks, tasks/s ↑`, fmt(h.rate), `${ratio(h.rate, S.burst.rate)} of the run without it`);
+    karyaRow('burst while deleting, lateness p99, ms ↓', fmt(h.lateness.p99, 1), `${ratio(h.lateness.p99, S.burst.lateness.p99)} of the run without it`);
+    karyaRow('burst while deleting, lost / duplicates', `${h.lost} / ${h.duplicates}`);
+    karyaRow('expired tasks deleted before T / by the burst\'s end', `${fmt(x.deletedBeforeT)} / ${fmt(x.deletedByBurstEnd)}`);
+    karyaRow(`all expired tasks deleted in, s (retention ${x.retention})`, x.finished ? fmt(x.fullDeletionMs / 1000, 1) : `not done: ${fmt(x.leftAtEnd)} left`);
   }
 
-  const lim = [['limit (measured in this run)', 'rate/s', 'as tasks/s', 'Karya split burst', 'Karya all burst', 'BullMQ burst']];
+  const lim = [['limit (measured in this run)', 'rate/s', 'as tasks/s', 'Karya split burst', 'Karya all burst', 'BullMQ burst', 'graphile-worker burst', 'pg-boss burst']];
   for (const l of taskLimits(L)) {
-    // BullMQ uses neither PostgreSQL nor RabbitMQ: only the sink bounds it among these.
-    lim.push([l.what, fmt(l.rate * l.perTask), fmt(l.rate), pctOf(S?.burst?.rate, l.rate), pctOf(A?.burst?.rate, l.rate), l.name === 'sink' ? pctOf(B?.burst?.rate, l.rate) : 'n/a']);
+    // BullMQ uses neither PostgreSQL nor RabbitMQ: only the sink bounds it among these. graphile-worker and
+    // pg-boss use PostgreSQL and the sink, not RabbitMQ.
+    const pgPeer = (x) => (l.name === 'rabbitmq' ? 'n/a' : pctOf(x?.burst?.rate, l.rate));
+    lim.push([l.what, fmt(l.rate * l.perTask), fmt(l.rate), pctOf(S?.burst?.rate, l.rate), pctOf(A?.burst?.rate, l.rate), l.name === 'sink' ? pctOf(B?.burst?.rate, l.rate) : 'n/a', pgPeer(G), pgPeer(PB)]);
   }
-  lim.push(['single-row commits/s, 1 connection', fmt(L.pgCommit1.rate), '', '', '', '']);
+  lim.push(['single-row commits/s, 1 connection', fmt(L.pgCommit1.rate), '', '', '', '', '', '']);
 
   const t = r.tuning;
   const k = t.karya;
@@ -128,6 +135,18 @@ export function formatReport(r) {
     `BullMQ: ${t.bullmq.workerProcesses} worker process, concurrency ${t.bullmq.concurrency}, undici pool of ${t.bullmq.sinkConnections} keep-alive connections to the sink, ` +
       `addBulk chunks of ${t.bullmq.addBulkChunk}, ${t.bullmq.jobOptions}. Submission figure for BullMQ = queue.add() one job at a time with the same concurrency (no HTTP).`,
   ];
+  const tg = t.graphile;
+  if (tg) {
+    tuning.push(`graphile-worker ${tg.version} (database of its own): ${tg.workerProcesses} worker process, concurrentJobs ${tg.concurrentJobs}, maxPoolSize ${tg.maxPoolSize}, ` +
+      `pollInterval ${tg.pollInterval} ms, localQueue.size ${tg.localQueueSize}, completeJobBatchDelay ${tg.completeJobBatchDelay}, failJobBatchDelay ${tg.failJobBatchDelay}, LISTEN/NOTIFY ${tg.listenNotify}; ` +
+      `undici pool of ${tg.sinkConnections} connections to the sink; addJobs (add_jobs) chunks of ${tg.addJobsChunk}, producer pool ${tg.producerPoolSize}; ${tg.jobOptions}. Submission figure = addJob() one job at a time.`);
+  }
+  const tp = t.pgboss;
+  if (tp) {
+    tuning.push(`pg-boss ${tp.version} (database of its own): ${tp.workerProcesses} worker process with work() × ${tp.workers}, batchSize ${tp.batchSize} (a batch's jobs run concurrently), ` +
+      `pollingIntervalSeconds ${tp.pollingIntervalSeconds} (its minimum; no LISTEN/NOTIFY), pool ${tp.poolSize}; undici pool of ${tp.sinkConnections} connections to the sink; ` +
+      `insert() chunks of ${tp.insertChunk}, producer pool ${tp.producerPoolSize}; ${tp.jobOptions}. Submission figure = send() one job at a time.`);
+  }
 
   const cpuLines = [];
   const cpuLine = (name, c) => {
@@ -144,6 +163,10 @@ export function formatReport(r) {
   }
   cpuLine('BullMQ, burst drain', B?.burst?.cpu);
   cpuLine('BullMQ, steady window', B?.steady?.cpu);
+  cpuLine('graphile-worker, burst drain', G?.burst?.cpu);
+  cpuLine('graphile-worker, steady window', G?.steady?.cpu);
+  cpuLine('pg-boss, burst drain', PB?.burst?.cpu);
+  cpuLine('pg-boss, steady window', PB?.steady?.cpu);
 
   const g = r.goals.list.map((x) => `- ${x.met === null ? '?' : x.met ? 'met ' : 'MISS'}  ${x.goal}: ${typeof x.value === 'number' && Math.abs(x.value) < 10 && !Number.isInteger(x.value) ? x.value.toFixed(2) : fmt(x.value, 1)}`);
 
@@ -153,7 +176,11 @@ export function formatReport(r) {
     '',
     table(rows),
     '',
-    'Lateness = sink receive time − due time (Karya: the task\'s stored due time; BullMQ: the due time the job carried). ↑ higher is better, ↓ lower is better.',
+    'Lateness = sink receive time − due time (Karya: the task\'s stored due time; the peers: the due time the job carried). ↑ higher is better, ↓ lower is better.',
+    ...(st.pgPeers && (G || PB) ? [
+      `graphile-worker and pg-boss ran smaller workloads in this profile: burst ${fmt(st.pgPeers.burst)}, steady ${st.pgPeers.steady.rate}/s × ${st.pgPeers.steady.seconds} s, ` +
+        `submission ${st.pgPeers.submission.seconds} s (their rows and the split / graphile ratio are not comparable with the rest).`,
+    ] : []),
     'Burst rate = distinct tasks / (last receive − T). Lost = expected − distinct Idempotency-Keys at the sink; duplicates = calls beyond the first per key.',
     ...(S?.burstHousekeeping ? [
       `Burst while deleting: a fresh split deployment with scheduler.yml retention ${S.burstHousekeeping.expired.retention}; ${fmt(S.burstHousekeeping.expired.rows)} SUCCESS tasks of 30 days ago ` +

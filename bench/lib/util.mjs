@@ -146,3 +146,39 @@ export function summarise(rec, expected, o) {
     },
   };
 }
+
+/**
+ * The submission figure of a peer queue: `addOne()` (the peer's own add call, one job each) with
+ * `connections` calls in flight for `seconds`; the rate and the latency of a call.
+ * @param {string} label
+ * @param {{ connections: number, seconds: number }} o
+ * @param {() => Promise<unknown>} addOne
+ */
+export async function addRateLoop(label, { connections, seconds }, addOne) {
+  const lat = [];
+  let n = 0;
+  const end = Date.now() + seconds * 1000;
+  const t0 = Date.now();
+  let shown = t0;
+  await Promise.all(Array.from({ length: connections }, async () => {
+    while (Date.now() < end) {
+      const s = performance.now();
+      await addOne();
+      lat.push(performance.now() - s);
+      n++;
+      if (Date.now() - shown >= 1000) {
+        shown = Date.now();
+        progress(`${label}: ${n} jobs added so far`);
+      }
+    }
+  }));
+  const ms = Date.now() - t0;
+  lat.sort((a, b) => a - b);
+  return {
+    connections,
+    seconds,
+    requests: n,
+    rate: round((n * 1000) / ms, 0),
+    latencyMs: { p50: round(pct(lat, 50)), p99: round(pct(lat, 99)), max: round(lat[lat.length - 1] ?? null) },
+  };
+}
