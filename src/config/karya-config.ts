@@ -124,9 +124,16 @@ export class ServerConfig {
 export class SchedulerConfig {
   /** Accepted for compatibility; Node has no thread pool to size (documented in README). */
   threadCount!: number;
+  /** Parallel claim loops, each with an interleaved share of the partitions (SchedulerService's header). */
   workers!: number;
+  /**
+   * Depth of the channel between the claim loops and the publishers: the claimed tasks held in memory above
+   * which the loops stop claiming. Not the claim size: a claim takes max(this, MIN_CLAIM_BATCH) tasks.
+   */
   channelCapacity!: number;
+  /** ms; the longest pause between two claims of a loop (a full claim or room in the channel cuts it short). */
   pollFrequency!: number;
+  /** ms of lateness above which a dispatch is logged as late (never a reason to skip it). */
   executionBuffer!: number;
   /** Partition keys this scheduler claims from; undefined means all of 1..partitions. */
   repoPartitions?: number[];

@@ -9,19 +9,30 @@ import { ClaimedTask, ClaimOptions, ExhaustedTask, TaskClaimsRepository } from '
 import { taskLogFields } from '../../logging/task-log';
 import { endDispatchSpans, startDispatchSpans, traceClaims } from '../../tracing/spans';
 
-/** Claims held in memory (claimed, waiting for their due time) never exceed this many per claim batch. */
-const HELD_PER_BATCH = 20;
+/**
+ * The fewest tasks one claim statement asks for, whatever channelCapacity says. A claim costs a transaction
+ * of five statements whether it brings 10 tasks or 500: with the original's sample channelCapacity (10) as
+ * the claim size, a burst drained about 3× slower than with 1000 (bench/probe.mjs --tuning original).
+ */
+export const MIN_CLAIM_BATCH = 500;
 /** Lapsed leases (per sweep) and late dispatches (per publish) logged one warn line each; the rest go to debug. */
 const WARN_LINES_PER_BATCH = 10;
 /** After a failed publish (broker down), try again this soon; the lease covers us if we never manage. */
 const PUBLISH_RETRY_MS = 500;
 
 /**
- * The scheduler role. Meaning of scheduler.yml's keys here (README "scheduler.yml"):
+ * The scheduler role. Meaning of scheduler.yml's keys here (README "scheduler.yml"), kept to the original's
+ * (a fetcher filling a bounded channel that `workers` coroutines drain) but sized so its sample values are fast:
  * - `workers`: parallel claim loops, each owning an interleaved share of this scheduler's partitions;
- * - `fetcher.channelCapacity`: tasks claimed per claim statement (and, ×20, the most held in memory);
- * - `fetcher.pollFrequency`: the pause of an idle loop; tasks due within the next 2 × pollFrequency are
- *   claimed ahead and published from a timer at their due time, so lateness is milliseconds, not a poll;
+ * - `fetcher.channelCapacity`: the depth of the channel between the claim loops and the publishers, i.e.
+ *   the claimed tasks this scheduler holds in memory (waiting for their due time or for their publish to
+ *   be confirmed). A loop claims only while the channel holds fewer, and waits for room otherwise, as the
+ *   original's fetcher suspended on a full channel. A claim is one statement of max(channelCapacity,
+ *   MIN_CLAIM_BATCH) tasks, so the channel may hold up to one claim per loop beyond its depth;
+ * - `fetcher.pollFrequency`: the longest pause between two claims of a loop: a loop whose claim came back
+ *   full claims again at once, one with room in the channel waits for room, not for a poll; tasks due
+ *   within the next 2 × pollFrequency are claimed ahead and published from a timer at their due time, so
+ *   lateness is milliseconds, not a poll;
  * - `fetcher.executionBuffer`: lateness (ms) above which a dispatch is logged as late — never a reason to skip;
  * - `leaseTime`: how long past its due time a claim may wait for an executor before another scheduler
  *   dispatches it again (the claim adds the run: the action's timeout plus RUN_LEASE_MARGIN_MS).
@@ -32,6 +43,8 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
   private running = false;
   private readonly loops: Promise<void>[] = [];
   private readonly wakers = new Set<() => void>();
+  /** Claim loops waiting for room in the channel (held below channelCapacity). */
+  private readonly roomWaiters = new Set<() => void>();
   /** Claimed and not yet published, by task id. */
   private readonly held = new Map<string, ClaimedTask>();
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -62,6 +75,7 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
   async beforeApplicationShutdown(): Promise<void> {
     this.running = false;
     this.wakers.forEach((wake) => wake());
+    this.roomWaiters.forEach((wake) => wake());
     await Promise.all(this.loops);
     this.timers.forEach((t) => clearTimeout(t));
     this.timers.clear();
@@ -79,8 +93,26 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
     this.held.clear();
   }
 
+  /** Tasks per claim statement. */
   private get batchSize(): number {
+    return Math.max(MIN_CLAIM_BATCH, this.config.channelCapacity);
+  }
+
+  /** The channel's depth: while this many claims are held, the claim loops wait. */
+  private get capacity(): number {
     return Math.max(1, this.config.channelCapacity);
+  }
+
+  /** Resolves when the channel has room (or the scheduler stops). */
+  private roomInChannel(): Promise<void> {
+    if (this.held.size < this.capacity || !this.running) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.roomWaiters.delete(done);
+        resolve();
+      };
+      this.roomWaiters.add(done);
+    });
   }
 
   private options(partitions: number[], horizon: number, limit: number): ClaimOptions {
@@ -100,9 +132,10 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
           await this.claims.releaseBuffered(partitions);
         }
         for (const kind of ['due', 'retry'] as const) {
-          const room = this.batchSize * HELD_PER_BATCH - this.held.size;
-          if (room <= 0 || !this.running) break;
-          const limit = Math.min(this.batchSize, room);
+          // A full channel: wait for the publishers, as the original's fetcher did (its send suspended).
+          await this.roomInChannel();
+          if (!this.running) break;
+          const limit = this.batchSize;
           const started = Date.now();
           const batch = await this.claims.claim(kind, this.options(partitions, started + lookahead, limit));
           this.measureClaim(batch, started);
@@ -232,6 +265,7 @@ export class SchedulerService implements OnApplicationBootstrap, BeforeApplicati
         lateLines.push([{ ...taskLogFields(t), late_ms: late }, `task ${t.taskId} dispatched ${late} ms after its due time`]);
       }
       this.warnCapped(lateLines, (more) => `${more} more tasks of this batch dispatched late (one debug line each)`);
+      if (this.held.size < this.capacity) this.roomWaiters.forEach((wake) => wake());
     } catch (e) {
       endDispatchSpans(spans, e);
       // One line for the batch (a broker outage would otherwise print a line per task per retry), then which.
