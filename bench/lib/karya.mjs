@@ -26,6 +26,18 @@ export const TUNING = {
   note: 'restapi plugin: at most 64 keep-alive connections per origin (MAX_CONNECTIONS_PER_ORIGIN, fixed)',
 };
 
+/**
+ * The original Karya's sample scheduler.yml / executor.yml values (configs/ of Saumya-Bhatt/karya), for
+ * `bench/probe.mjs --tuning original`: what a user migrating with their files gets. Keys the original has
+ * no notion of (leaseTime, executor concurrency) are left out, so Karya's defaults apply; repoPartitions
+ * ([1..5]) is left out too, since the bench's deployment has TUNING.partitions. Providers as in TUNING.
+ */
+export const ORIGINAL_SAMPLE = {
+  ...TUNING,
+  scheduler: { threadCount: 2, workers: 3, channelCapacity: 10, pollFrequency: 300, executionBuffer: 1000 },
+  executor: { restapi: { keepAliveTime: 3000, connectionTimeout: 1000, connectionAttempts: 3 } },
+};
+
 /** Empties Karya's queues so that nothing left by an earlier run (or CI) is delivered to this deployment. */
 export async function purgeKaryaQueues(amqpUrl) {
   const conn = await amqp.connect(amqpUrl);
@@ -67,7 +79,7 @@ function providersYml(pgUrl, poolSize, s) {
     '  properties:',
     `    username: ${s.rabbit.user}`,
     `    password: ${s.rabbit.password}`,
-    '    virtualHost: "/"',
+    `    virtualHost: "${s.rabbit.vhost ?? '/'}"`,
     `    clusterNodes: ["${s.rabbit.host}:${s.rabbit.port}"]`,
     '',
   ].join('\n');
@@ -84,12 +96,13 @@ function extraYml(obj = {}, indent = '  ') {
 }
 
 /** @param {Record<string, unknown>} [extra] more `application:` keys (e.g. `retention`), none of the ones set here */
-function schedulerYml(extra) {
-  const c = TUNING.scheduler;
+function schedulerYml(extra, tuning = TUNING) {
+  const c = tuning.scheduler;
   return [
     'application:',
+    ...(c.threadCount === undefined ? [] : [`  threadCount: ${c.threadCount}`]),
     `  workers: ${c.workers}`,
-    `  leaseTime: ${c.leaseTime}`,
+    ...(c.leaseTime === undefined ? [] : [`  leaseTime: ${c.leaseTime}`]),
     '  fetcher:',
     `    channelCapacity: ${c.channelCapacity}`,
     `    pollFrequency: ${c.pollFrequency}`,
@@ -100,11 +113,11 @@ function schedulerYml(extra) {
 }
 
 /** @param {Record<string, unknown>} [extra] more `application:` keys (e.g. `retry`), none of the ones set here */
-function executorYml(extra) {
-  const c = TUNING.executor;
+function executorYml(extra, tuning = TUNING) {
+  const c = tuning.executor;
   return [
     'application:',
-    `  concurrency: ${c.concurrency}`,
+    ...(c.concurrency === undefined ? [] : [`  concurrency: ${c.concurrency}`]),
     // The sink runs on 127.0.0.1, which the psql default egress policy denies.
     '  egress:',
     '    allowPrivateNetworks: true',
@@ -125,9 +138,10 @@ function executorYml(extra) {
  * one kind needs its own); `nodeArgs` (e.g. --cpu-prof); `config.scheduler` / `config.executor`, more
  * `application:` keys for scheduler.yml / executor.yml (the soak's `retention` and `retry`); `beforeRest`,
  * run once the first process (the server, which migrates) is healthy and before the others start (the
- * housekeeping run stores its expired rows there, so that no housekeeper sees them half inserted).
+ * housekeeping run stores its expired rows there, so that no housekeeper sees them half inserted);
+ * `tuning`, the scheduler.yml / executor.yml values (default TUNING; ORIGINAL_SAMPLE for the original's).
  * @param {'split' | 'all'} kind
- * @param {{ root: string, dir: string, pgUrl: string, services: any, name?: string, nodeArgs?: string[],
+ * @param {{ root: string, dir: string, pgUrl: string, services: any, name?: string, nodeArgs?: string[], tuning?: typeof TUNING,
  *   config?: { scheduler?: Record<string, unknown>, executor?: Record<string, unknown> },
  *   beforeRest?: (firstPort: number) => Promise<void> }} o
  */
@@ -139,8 +153,8 @@ export async function startKarya(kind, o) {
     return p;
   };
   const main = join(o.root, 'dist/main.js');
-  const sched = write('scheduler.yml', schedulerYml(o.config?.scheduler));
-  const exec = write('executor.yml', executorYml(o.config?.executor));
+  const sched = write('scheduler.yml', schedulerYml(o.config?.scheduler, o.tuning));
+  const exec = write('executor.yml', executorYml(o.config?.executor, o.tuning));
   const server = write('server.yml', 'application:\n  metricsEnabled: true\n  egress:\n    allowPrivateNetworks: true\n');
   const roles = kind === 'split' ? ['server', 'scheduler', 'executor'] : ['all'];
   /** @type {{ role: string, child: Child, port: number }[]} */

@@ -1,6 +1,7 @@
 // What both probes (bench/probe.mjs, bench/probe-submit.mjs) stand on: a fresh database, Karya's queues
 // emptied, a deployment of `kind` (optionally with V8 CPU profiles), a user; and, whatever happens, the
 // processes stopped and the database dropped (unless kept) afterwards.
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -14,11 +15,26 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const ADMIN = process.env.KARYA_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const SERVICES = {
   redis: { host: '127.0.0.1', port: 6379 },
-  rabbit: { host: '127.0.0.1', port: 5672, user: 'guest', password: 'guest' },
+  rabbit: { host: '127.0.0.1', port: 5672, user: 'guest', password: 'guest', vhost: '/' },
 };
 
 /**
- * @param {{ kind: string, cpuProf: boolean, keepDb?: boolean }} o
+ * A RabbitMQ virtual host of this probe's own, so that two probes running at once do not consume (or purge)
+ * each other's messages; '/' when rabbitmqctl is not at hand (then never run two probes at once).
+ */
+function ownVhost() {
+  const vhost = `karya-probe-${process.pid}`;
+  try {
+    execFileSync('rabbitmqctl', ['add_vhost', vhost], { stdio: 'ignore' });
+    execFileSync('rabbitmqctl', ['set_permissions', '-p', vhost, SERVICES.rabbit.user, '.*', '.*', '.*'], { stdio: 'ignore' });
+    return { vhost, drop: () => execFileSync('rabbitmqctl', ['delete_vhost', vhost], { stdio: 'ignore' }) };
+  } catch {
+    return { vhost: '/', drop: () => undefined };
+  }
+}
+
+/**
+ * @param {{ kind: string, cpuProf: boolean, keepDb?: boolean, tuning?: any }} o `tuning`: startKarya's (default TUNING)
  * @param {(p: { dep: any, dir: string, dbName: string, dbUrl: string, userId: string }) => Promise<void>} body
  */
 export async function withProbeDeployment(o, body) {
@@ -30,10 +46,12 @@ export async function withProbeDeployment(o, body) {
   const url = new URL(ADMIN);
   url.pathname = `/${dbName}`;
   let dep;
+  const { vhost, drop } = ownVhost();
+  const services = { ...SERVICES, rabbit: { ...SERVICES.rabbit, vhost } };
   try {
-    await purgeKaryaQueues('amqp://guest:guest@127.0.0.1:5672');
+    await purgeKaryaQueues(`amqp://guest:guest@127.0.0.1:5672/${encodeURIComponent(vhost)}`);
     const nodeArgs = o.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
-    dep = await startKarya(o.kind, { root: ROOT, dir, pgUrl: url.toString(), services: SERVICES, nodeArgs });
+    dep = await startKarya(o.kind, { root: ROOT, dir, pgUrl: url.toString(), services, nodeArgs, tuning: o.tuning });
     const userId = await createUser(dep.serverPort, 'probe');
     await body({ dep, dir, dbName, dbUrl: url.toString(), userId });
   } finally {
@@ -42,6 +60,7 @@ export async function withProbeDeployment(o, body) {
     if (o.keepDb) log(`database kept: ${dbName}`);
     else await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
     await admin.end();
+    drop();
     log(`logs${o.cpuProf ? ' and profiles' : ''}: ${dir}`);
   }
 }
