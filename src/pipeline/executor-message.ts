@@ -119,9 +119,19 @@ export function batchEntries(raw: Record<string, unknown>): Record<string, unkno
 
 /** Narrows an untrusted queue payload; returns a reason when it is not an executor message. */
 export function parseExecutorMessage(raw: Record<string, unknown>): ExecutorMessage | string {
+  if (raw.type !== EXECUTOR_MESSAGE_TYPE) return `not an executor message (type ${JSON.stringify(raw.type)})`;
+  // Every task of a burst passes here: the well-formed case is checked without building closures or lists.
+  if (
+    typeof raw.planId === 'string' && typeof raw.taskId === 'string' && Number.isInteger(raw.partitionKey)
+    && Number.isInteger(raw.attempt) && Number.isInteger(raw.dispatchSeq) && Number.isInteger(raw.maxFailureRetry)
+    && Number.isInteger(raw.toBeExecutedAt) && typeof raw.action === 'object' && raw.action !== null && !Array.isArray(raw.action)
+    && (raw.leaseUntil === undefined || Number.isInteger(raw.leaseUntil))
+    && (raw.traceparent === undefined || typeof raw.traceparent === 'string')
+  ) {
+    return raw as unknown as ExecutorMessage;
+  }
   const str = (k: string) => typeof raw[k] === 'string';
   const int = (k: string) => Number.isInteger(raw[k]);
-  if (raw.type !== EXECUTOR_MESSAGE_TYPE) return `not an executor message (type ${JSON.stringify(raw.type)})`;
   const missing = ['planId', 'taskId'].filter((k) => !str(k))
     .concat(['partitionKey', 'attempt', 'dispatchSeq', 'maxFailureRetry', 'toBeExecutedAt'].filter((k) => !int(k)));
   if (typeof raw.action !== 'object' || raw.action === null || Array.isArray(raw.action)) missing.push('action');

@@ -6,6 +6,7 @@ import { JsonObject } from '../../connectors/repo/entities/plan.entity';
 import { ACTION_TYPE, BODY_TYPE } from '../../modules/plans/dto/discriminators';
 import { ActionContext, ActionResult } from '../action-plugin';
 import { CONNECT_RETRY_PAUSE_MS, MAX_CONNECTIONS_PER_ORIGIN, MAX_ERROR_BODY_CHARS, RestApiPlugin } from './restapi.plugin';
+import { EgressPolicy } from '../../egress/egress-policy';
 import { Received, startHttpServer, TestServer } from '../../../test/support/recording-http-server';
 import { closedPort, startTcpServer } from '../../../test/support/tcp-server';
 
@@ -790,5 +791,33 @@ describe("RestApiPlugin: the call's own credentials never reach the failure text
     const error = errorOf(await p.run(restAction(`bob:${BASIC_PASSWORD}@127.0.0.1:${port}`, '/x'), CONTEXT));
     expect(error).toMatch(/^REST INVOCATION FAILED --- error : /);
     expect(error).not.toContain(BASIC_PASSWORD);
+  });
+});
+
+describe('RestApiPlugin: the egress verdict kept per URL', () => {
+  const port = () => Number(server.origin.split(':')[1]);
+
+  it('a literal IP the policy refuses is refused on every call, before any connection', async () => {
+    const p = new RestApiPlugin({}, new EgressPolicy({ allowPrivateNetworks: false, allow: [] }));
+    plugins.push(p);
+    const before = server.requests.length;
+    for (let i = 0; i < 3; i++) {
+      expect(await p.run(restAction(`127.0.0.1:${port()}`, '/egress-literal'), CONTEXT)).toEqual({
+        ok: false, permanent: true, error: 'Egress denied --- 127.0.0.1 resolved to 127.0.0.1 (loopback 127.0.0.0/8)',
+      });
+    }
+    expect(server.requests.length).toBe(before);
+  });
+
+  it('a host name is still judged on the address each connection resolves to, not by the cached URL', async () => {
+    const p = new RestApiPlugin({ keepAliveTime: 0 }, new EgressPolicy({ allowPrivateNetworks: false, allow: [] }));
+    plugins.push(p);
+    // keepAliveTime 0: every call opens a connection, so every call goes through the lookup and is refused.
+    for (let i = 0; i < 2; i++) {
+      const result = await p.run(restAction(`localhost:${port()}`, '/egress-name'), CONTEXT);
+      expect(result).toMatchObject({ ok: false, permanent: true });
+      expect(errorOf(result)).toMatch(/^Egress denied --- localhost resolved to /);
+    }
+    expect(server.requests.some((r) => r.url === '/egress-name')).toBe(false);
   });
 });

@@ -1,13 +1,15 @@
-import { Agent, buildConnector, request, type Dispatcher } from 'undici';
+import { Agent, buildConnector, type Dispatcher } from 'undici';
+import { TextDecoder } from 'node:util';
 import { ConnectorType } from '../../config/karya-config';
 import { findEgressDenied } from '../../egress/egress-error';
 import { egressLookup, EgressPolicy } from '../../egress/egress-policy';
 import { JsonObject, JsonValue } from '../../connectors/repo/entities/plan.entity';
 import { ACTION_TYPE, BODY_TYPE, METHODS, Method } from '../../modules/plans/dto/discriminators';
 import { ActionContext, ActionPlugin, ActionResult } from '../action-plugin';
-import { errorText, MAX_TIMER_MS, pause, socketBackInPool, untilAborted } from '../call-utils';
+import { errorText, MAX_TIMER_MS, socketBackInPool } from '../call-utils';
 import { headerSecrets, redactSecrets, urlSecrets } from '../redact';
 import { ClientSpan, endClientSpan, startClientSpan, withTraceparent } from '../../tracing/spans';
+import { tracingOn } from '../../tracing/tracing';
 
 /** executor.yml `connectors: [{ type: restapi, configs: {...} }]`. All optional. */
 export interface RestApiPluginConfigs {
@@ -84,8 +86,11 @@ interface RestCall {
   headers: Record<string, string>;
   body: Body;
   timeout: number;
-  /** What the call sends that its failure text must not show (credential headers, URL userinfo and tokens). */
-  secrets: string[];
+  /**
+   * What the call sends that its failure text must not show (credential headers, URL userinfo and tokens).
+   * Worked out only when needed (a failure, a traced call): a successful untraced call never reads it.
+   */
+  secrets: () => string[];
 }
 
 /** Thrown inside run() for a malformed action; becomes a failure result, never escapes. */
@@ -116,6 +121,7 @@ export class RestApiPlugin extends ActionPlugin {
   private readonly agent: Agent;
   private readonly connectionAttempts: number;
   private closing: Promise<void> | undefined;
+  private readonly targets = new Map<string, Target>();
 
   /**
    * `egress` is checked on the address each connection actually opens (see src/egress). ActionRegistry
@@ -165,13 +171,13 @@ export class RestApiPlugin extends ActionPlugin {
       } catch (err) {
         return invocationFailed(`invalid RestApiRequest: ${errorText(err)}`);
       }
-      const client = startClientSpan(call.method, call.url, call.secrets);
+      const client = tracingOn() ? startClientSpan(call.method, call.url, call.secrets()) : undefined;
       if (client) call.headers = withTraceparent(call.headers, client);
       // Untraced (tracing off, the usual case), the call goes straight out: no span bookkeeping frame.
       const result = client ? await this.traced(call, client) : await this.send(call, ignoreStatus);
       // Targets echo requests (a debug 500 dumping its headers) and errors quote the URL: the stored text must
       // not hand the call's credentials to whoever reads the error log.
-      return result.ok ? result : { ...result, error: redactSecrets(result.error, call.secrets) };
+      return result.ok ? result : { ...result, error: redactSecrets(result.error, call.secrets()) };
     } catch (err) {
       // Unreachable by design; the contract is that run() never throws.
       return invocationFailed(errorText(err));
@@ -200,19 +206,15 @@ export class RestApiPlugin extends ActionPlugin {
   private async send(call: RestCall, responded: (status: number) => void): Promise<ActionResult> {
     const { url, method, timeout } = call;
     const what = `${method} ${url}`;
-    const deadline = new AbortController();
-    const timer = setTimeout(
-      () => deadline.abort(new DeadlineError(`timed out after ${timeout} ms`)),
-      Math.min(timeout, MAX_TIMER_MS),
-    );
-    const { signal } = deadline;
+    const target = this.target(url);
+    // A URL that does not parse fails as undici's request(url) failed on it.
+    if (target instanceof Error) return invocationFailed(`${errorText(target)} (${what})`);
+    // A literal IP host never goes through the connector's DNS lookup: judged (once per URL) before anything is queued.
+    if (target.denied) return egressDenied(target.denied);
+    const deadline = new Deadline(timeout);
     const timedOut = (phase: string) => invocationFailed(`timed out after ${timeout} ms ${phase} (${what})`);
 
     try {
-      // A literal IP host never goes through the connector's DNS lookup: judge it before anything is queued.
-      const literalDenied = this.egress.checkUrl(url);
-      if (literalDenied) return egressDenied(literalDenied);
-
       // --- 1. Get response headers, retrying only failures that prove the server did not get the request.
       //
       // Why no retry once a request may have reached the server: the scheduler already gives at-least-once
@@ -224,64 +226,276 @@ export class RestApiPlugin extends ActionPlugin {
       // Caveat: a server that reads the whole request and then closes without a single response byte looks
       // exactly like one that dropped it unread, so that case is retried too (same Idempotency-Key and
       // X-Karya-Attempt on every try, so the receiver can deduplicate).
-      let response: Dispatcher.ResponseData;
+      let response: Response;
       let lastConnectError: unknown;
       for (let attempt = 1; ; attempt++) {
-        try {
-          response = await untilAborted(
-            request(url, {
-              dispatcher: this.agent,
-              method,
-              headers: call.headers,
-              body: call.body.kind === 'json' ? call.body.text : null,
-              signal,
-            }),
-            signal,
-          );
+        const outcome = await this.exchange(target, call, deadline);
+        if (outcome.status !== undefined) {
+          response = outcome;
           break;
-        } catch (err) {
-          const denied = findEgressDenied(err);
-          if (denied) return egressDenied(denied);
-          if (!signal.aborted) {
-            const triesNote = attempt > 1 ? `; ${attempt} connection attempts` : '';
-            if (!isConnectionFailure(err) || attempt >= this.connectionAttempts) {
-              return invocationFailed(`${errorText(err)} (${what}${triesNote})`);
-            }
-            lastConnectError = err;
-            await pause(CONNECT_RETRY_PAUSE_MS, signal);
+        }
+        const err = outcome.error;
+        const denied = findEgressDenied(err);
+        if (denied) return egressDenied(denied);
+        if (!deadline.expired) {
+          const triesNote = attempt > 1 ? `; ${attempt} connection attempts` : '';
+          if (!isConnectionFailure(err) || attempt >= this.connectionAttempts) {
+            return invocationFailed(`${errorText(err)} (${what}${triesNote})`);
           }
-          if (signal.aborted) {
-            return timedOut(
-              lastConnectError === undefined
-                ? 'before the response headers arrived'
-                : `after ${attempt - (err === lastConnectError ? 0 : 1)} failed connection attempt(s), last: ${errorText(lastConnectError)}`,
-            );
-          }
+          lastConnectError = err;
+          await deadline.pause(CONNECT_RETRY_PAUSE_MS);
+        }
+        if (deadline.expired) {
+          return timedOut(
+            lastConnectError === undefined
+              ? 'before the response headers arrived'
+              : `after ${attempt - (err === lastConnectError ? 0 : 1)} failed connection attempt(s), last: ${errorText(lastConnectError)}`,
+          );
         }
       }
 
-      // --- 2. A response arrived: never retried from here on.
-      const { statusCode, body } = response;
-      responded(statusCode);
-      if (statusCode >= 200 && statusCode < 300) {
-        try {
-          await discard(body);
-        } catch (err) {
-          if (signal.aborted) return timedOut(`while reading the ${statusCode} response body`);
-          return invocationFailed(`${statusCode} response body interrupted: ${errorText(err)} (${what})`);
+      // --- 2. A response arrived (its body read or discarded by the exchange): never retried from here on.
+      const { status, bodyError } = response;
+      responded(status);
+      if (status >= 200 && status < 300) {
+        if (bodyError !== undefined) {
+          if (deadline.expired) return timedOut(`while reading the ${status} response body`);
+          return invocationFailed(`${status} response body interrupted: ${errorText(bodyError)} (${what})`);
         }
         await socketBackInPool();
         return { ok: true };
       }
-
-      const text = await readCapped(body, MAX_ERROR_BODY_CHARS, () =>
-        signal.aborted ? `timed out after ${timeout} ms` : undefined,
-      );
+      const text = response.text(() => (deadline.expired ? `timed out after ${timeout} ms` : undefined));
       await socketBackInPool();
-      return { ok: false, error: `REST call failed --- [${statusCode} | ${url}] | ${text}` };
+      return { ok: false, error: `REST call failed --- [${status} | ${url}] | ${text}` };
     } finally {
-      clearTimeout(timer);
+      deadline.clear();
     }
+  }
+
+  /**
+   * One HTTP exchange on the agent, as undici's request() makes it but with a handler of our own: the body
+   * is discarded or captured as it arrives, without a response stream, an async iterator, an AbortSignal and
+   * the listeners they need (in a burst these were ≈ a fifth of the executor's CPU per task).
+   */
+  private exchange(target: Target, call: RestCall, deadline: Deadline): Promise<Response | Failure> {
+    return new Promise((settle) => {
+      const exchange = new Exchange(settle, deadline);
+      deadline.onExpire = () => exchange.expire();
+      // A dispatch that throws (invalid headers, a closed agent) is reported to exchange.onError by undici.
+      this.agent.dispatch(
+        { origin: target.origin, path: target.path, method: call.method, headers: call.headers, body: call.body.kind === 'json' ? call.body.text : null },
+        exchange,
+      );
+    });
+  }
+
+  /**
+   * The origin, path and literal-IP egress verdict of a URL, as undici's request(url) and the policy's
+   * checkUrl work them out, kept per URL string: a plan calls the same URL at every occurrence. Exact: the
+   * same string always parses the same, and the policy does not change. Host names are not judged here but
+   * on the address each new connection resolves to (egressConnector), so caching cannot let DNS rebinding
+   * through. Bounded: emptied when full.
+   */
+  private target(url: string): Target | Error {
+    const known = this.targets.get(url);
+    if (known) return known;
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch (err) {
+      return err instanceof Error ? err : new Error(String(err));
+    }
+    const target: Target = {
+      origin: parsed.origin,
+      path: parsed.search ? `${parsed.pathname}${parsed.search}` : parsed.pathname,
+      denied: this.egress.checkUrl(url),
+    };
+    if (this.targets.size >= MAX_CACHED_TARGETS) this.targets.clear();
+    this.targets.set(url, target);
+    return target;
+  }
+}
+
+/** URLs whose Target is kept (RestApiPlugin.target); a few hundred bytes each. */
+const MAX_CACHED_TARGETS = 1000;
+
+interface Target {
+  origin: string;
+  path: string;
+  /** The egress refusal of a literal IP host, else undefined (names are judged at connect time). */
+  denied: Error | undefined;
+}
+
+/** An exchange that got no (final) response: nothing is known to have reached the server's application. */
+interface Failure {
+  status: undefined;
+  error: unknown;
+}
+
+/** An exchange that got a response, its body read to the end or cut short. */
+interface Response {
+  status: number;
+  /** Why the body ended early (reset, the deadline), else undefined. A truncation we chose is no error. */
+  bodyError: unknown;
+  /** The captured body of a non-2xx response with its notes (see Exchange); `abortNote` names a deadline. */
+  text(abortNote: () => string | undefined): string;
+}
+
+/**
+ * The per-call deadline: one timer for the whole call (queueing for a socket, connecting, sending, the
+ * headers and the whole body). Whatever waits when it fires, an exchange or the pause between connection
+ * attempts, is told through `onExpire`: one at a time, since a call does one thing at a time.
+ */
+class Deadline {
+  expired = false;
+  onExpire: (() => void) | undefined;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly timeout: number) {
+    this.timer = setTimeout(() => {
+      this.expired = true;
+      const tell = this.onExpire;
+      this.onExpire = undefined;
+      tell?.();
+    }, Math.min(timeout, MAX_TIMER_MS));
+  }
+
+  /** The abort reason of an exchange cut by the deadline (made only then: an Error captures a stack). */
+  error(): DeadlineError {
+    return new DeadlineError(`timed out after ${this.timeout} ms`);
+  }
+
+  /** Resolves after `ms`, or as soon as the deadline passes. */
+  pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.expired) return resolve();
+      const timer = setTimeout(() => {
+        this.onExpire = undefined;
+        resolve();
+      }, ms);
+      this.onExpire = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  clear(): void {
+    clearTimeout(this.timer);
+    this.onExpire = undefined;
+  }
+}
+
+/**
+ * undici's handler of one request (the dispatch handler its own request() uses in 7.x, minus the response
+ * stream). Settles once: with the error when no final response came, else when the body ended, failed or
+ * was cut short. A 2xx body is counted and dropped (past MAX_DISCARDED_BODY_BYTES the socket is closed
+ * instead: cheaper than downloading); another status's body is decoded up to MAX_ERROR_BODY_CHARS (then the
+ * socket is closed: no point downloading the rest of a huge error page). A queued request the deadline cut
+ * is aborted when it reaches a socket, so it is never sent late.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  private abort: ((err?: Error) => void) | undefined;
+  private reason: Error | undefined;
+  private settled = false;
+  private status: number | undefined;
+  private bytes = 0;
+  private decoder: TextDecoder | undefined;
+  private captured = '';
+  private note = '';
+
+  constructor(
+    private readonly settle: (outcome: Response | Failure) => void,
+    private readonly deadline: Deadline,
+  ) {}
+
+  /** The deadline passed: abort what runs (or will, once it has a socket) and settle now. */
+  expire(): void {
+    if (this.settled) return;
+    this.reason = this.deadline.error();
+    const reason = this.reason;
+    if (this.status === undefined) this.finish({ status: undefined, error: reason });
+    else this.end(reason);
+    this.abort?.(reason);
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    if (this.reason) return abort(this.reason);
+    this.abort = abort;
+  }
+
+  onHeaders(statusCode: number): boolean {
+    // 1xx informational: the final response follows on the same request.
+    if (statusCode < 200 || this.settled) return true;
+    this.status = statusCode;
+    if (statusCode >= 300) this.decoder = new TextDecoder('utf-8');
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.settled) return true;
+    if (this.decoder === undefined) {
+      this.bytes += chunk.length;
+      if (this.bytes > MAX_DISCARDED_BODY_BYTES) return this.cut(); // the call still counts as a success
+      return true;
+    }
+    this.captured += this.decoder.decode(chunk, { stream: true });
+    if (this.captured.length > MAX_ERROR_BODY_CHARS) {
+      this.note = ` … [truncated: first ${MAX_ERROR_BODY_CHARS} characters shown]`;
+      return this.cut();
+    }
+    return true;
+  }
+
+  onComplete(): void {
+    if (this.settled) return;
+    if (this.decoder) this.captured += this.decoder.decode();
+    this.end(undefined);
+  }
+
+  onError(err: Error): void {
+    if (this.settled) return;
+    if (this.status === undefined) this.finish({ status: undefined, error: err });
+    else this.end(err);
+  }
+
+  /**
+   * Ends the exchange here by our choice (body long enough): settled first, so the abort's onError is ignored.
+   * Called from onData, i.e. inside undici's response parser: aborting there, when the same chunk also ends
+   * the response, trips undici's own assertion in onComplete (caught by undici, but relied upon). So the
+   * parser is paused (false) and the socket aborted on the next microtask, outside it.
+   */
+  private cut(): false {
+    this.end(undefined);
+    const abort = this.abort;
+    queueMicrotask(() => abort?.(new Error('response body not read further')));
+    return false;
+  }
+
+  private end(bodyError: unknown): void {
+    const status = this.status as number;
+    let text = this.captured;
+    let note = this.note;
+    this.finish({
+      status,
+      bodyError,
+      text: (abortNote) => {
+        if (bodyError !== undefined && !note) note = ` … [response body incomplete: ${abortNote() ?? errorText(bodyError)}]`;
+        if (text.length > MAX_ERROR_BODY_CHARS) {
+          text = text.slice(0, MAX_ERROR_BODY_CHARS);
+          // Do not end on half a surrogate pair.
+          if (/[\uD800-\uDBFF]$/.test(text)) text = text.slice(0, -1);
+        }
+        return text + note;
+      },
+    });
+  }
+
+  private finish(outcome: Response | Failure): void {
+    this.settled = true;
+    this.deadline.onExpire = undefined;
+    this.settle(outcome);
   }
 }
 
@@ -334,7 +548,8 @@ function parseAction(action: JsonObject, context: ActionContext): RestCall {
   }
 
   const url = `${protocol.toLowerCase()}://${baseUrl}`;
-  return { url, method, headers, body, timeout, secrets: [...headerSecrets(headers), ...urlSecrets(url)] };
+  // Of the headers as the action gives them: a traceparent added later is no secret.
+  return { url, method, headers, body, timeout, secrets: () => [...headerSecrets(headers), ...urlSecrets(url)] };
 }
 
 function parseBody(raw: JsonValue | undefined): Body {
@@ -358,13 +573,19 @@ function buildHeaders(raw: JsonValue | undefined, body: Body, context: ActionCon
   if (typeof given !== 'object' || Array.isArray(given)) throw new InvalidActionError('headers must be an object of strings');
 
   const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(given)) {
+  let contentType = false;
+  // One pass, no [name, value] pairs: this runs for every call.
+  for (const name of Object.keys(given)) {
+    const value = given[name];
     if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
       throw new InvalidActionError(`header ${JSON.stringify(name)} must be a string`);
     }
-    if (!KARYA_HEADERS_LOWER.has(name.toLowerCase())) headers[name] = String(value);
+    const lower = name.toLowerCase();
+    if (KARYA_HEADERS_LOWER.has(lower)) continue;
+    headers[name] = String(value);
+    if (lower === 'content-type') contentType = true;
   }
-  if (body.kind === 'json' && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) {
+  if (body.kind === 'json' && !contentType) {
     headers['content-type'] = 'application/json';
   }
   headers['Idempotency-Key'] = context.hook?.key ?? context.taskId;
@@ -394,48 +615,6 @@ function configValue(value: unknown, key: string, fallback: number, min: number)
 }
 
 // ---------------------------------------------------------------- responses and errors
-
-/** Reads a 2xx body to the end so the socket is reused; past MAX_DISCARDED_BODY_BYTES closes the socket instead. */
-async function discard(body: Dispatcher.ResponseData['body']): Promise<void> {
-  let bytes = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    bytes += chunk.length;
-    if (bytes > MAX_DISCARDED_BODY_BYTES) break; // leaving the loop destroys the body and its socket
-  }
-}
-
-/**
- * The body as UTF-8 text, at most `maxChars` characters plus a truncation note. A body that fails part-way
- * (reset, or the deadline via `abortNote`) keeps what arrived, with a note: the status alone already makes
- * the call a failure, so the partial text is still the most useful record.
- */
-async function readCapped(
-  body: Dispatcher.ResponseData['body'],
-  maxChars: number,
-  abortNote: () => string | undefined,
-): Promise<string> {
-  const decoder = new TextDecoder('utf-8');
-  let text = '';
-  let note = '';
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      text += decoder.decode(chunk, { stream: true });
-      if (text.length > maxChars) {
-        note = ` … [truncated: first ${maxChars} characters shown]`;
-        break; // destroys the body: no point downloading the rest of a huge error page
-      }
-    }
-    if (!note) text += decoder.decode();
-  } catch (err) {
-    note = ` … [response body incomplete: ${abortNote() ?? errorText(err)}]`;
-  }
-  if (text.length > maxChars) {
-    text = text.slice(0, maxChars);
-    // Do not end on half a surrogate pair.
-    if (/[\uD800-\uDBFF]$/.test(text)) text = text.slice(0, -1);
-  }
-  return text + note;
-}
 
 /** The span's low-cardinality `error.type` of a failed call (its text may quote the body: never recorded). */
 function clientErrorType(result: ActionResult | undefined, status: number | undefined): string | undefined {

@@ -180,19 +180,34 @@ export class ExecutorService {
    * committed but its answer was lost, the next one changes nothing and answers "not recorded": the
    * outcome's hooks then do not fire (a rare miss, never a double).
    */
-  private async record<T>(what: string, message: ExecutorMessage, write: () => Promise<T>): Promise<T> {
+  private record<T>(what: string, message: ExecutorMessage, write: () => Promise<T>): Promise<T> {
+    // The first try goes straight out: every task records at least once, and the retry loop's async frame is
+    // only paid once a write has failed.
+    let first: Promise<T>;
+    try {
+      first = write();
+    } catch (e) {
+      return this.recordAgain(what, message, write, e);
+    }
+    return first.catch((e: unknown) => this.recordAgain(what, message, write, e));
+  }
+
+  /** The further tries of record() after the first one failed with `error`. */
+  private async recordAgain<T>(what: string, message: ExecutorMessage, write: () => Promise<T>, error: unknown): Promise<T> {
+    let e = error;
     for (let tries = 1; ; tries++) {
+      const why = e instanceof Error ? e.message : String(e);
+      const pause = RECORD_RETRY_DELAYS_MS[tries - 1];
+      if (pause === undefined) {
+        this.logger.error(taskLogFields(message), `could not record the ${what} of task ${message.taskId} in ${tries} tries, leaving it to its lease: ${why}`);
+        throw e;
+      }
+      this.logger.warn(taskLogFields(message), `recording the ${what} of task ${message.taskId} failed (${why}); trying again in ${pause} ms`);
+      await new Promise((resolve) => setTimeout(resolve, pause));
       try {
         return await write();
-      } catch (e) {
-        const why = e instanceof Error ? e.message : String(e);
-        const pause = RECORD_RETRY_DELAYS_MS[tries - 1];
-        if (pause === undefined) {
-          this.logger.error(taskLogFields(message), `could not record the ${what} of task ${message.taskId} in ${tries} tries, leaving it to its lease: ${why}`);
-          throw e;
-        }
-        this.logger.warn(taskLogFields(message), `recording the ${what} of task ${message.taskId} failed (${why}); trying again in ${pause} ms`);
-        await new Promise((resolve) => setTimeout(resolve, pause));
+      } catch (next) {
+        e = next;
       }
     }
   }
