@@ -1,7 +1,7 @@
 // The BullMQ side of the comparison, in its own process like Karya's executor: a Worker with tuned
 // concurrency making the same POST to the same sink (Idempotency-Key = job id, the body the job carries).
 import { Worker } from 'bullmq';
-import { Pool } from 'undici';
+import { postToSink, sinkPool } from './lib/sink-post.mjs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -10,26 +10,11 @@ const env = (k) => {
 };
 const queue = env('BENCH_QUEUE');
 const concurrency = Number(env('BENCH_CONCURRENCY'));
-const sink = new Pool(`http://127.0.0.1:${env('BENCH_SINK_PORT')}`, {
-  connections: Number(env('BENCH_CONNECTIONS')),
-  pipelining: 1,
-  keepAliveTimeout: 60_000,
-});
+const sink = sinkPool(env('BENCH_SINK_PORT'), Number(env('BENCH_CONNECTIONS')));
 
 const worker = new Worker(
   queue,
-  async (job) => {
-    const { statusCode, body } = await sink.request({
-      path: `/r/${job.data.run}`,
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'idempotency-key': String(job.id) },
-      body: JSON.stringify({ due: job.data.due }),
-      headersTimeout: 10_000,
-      bodyTimeout: 10_000,
-    });
-    await body.dump();
-    if (statusCode < 200 || statusCode >= 300) throw new Error(`sink answered ${statusCode}`);
-  },
+  (job) => postToSink(sink, { run: job.data.run, key: String(job.id), due: job.data.due }),
   {
     connection: { host: env('BENCH_REDIS_HOST'), port: Number(env('BENCH_REDIS_PORT')), maxRetriesPerRequest: null },
     concurrency,

@@ -3,7 +3,7 @@
 // LISTEN/NOTIFY for new jobs, polling for jobs that fall due later) making the same POST to the same sink
 // (Idempotency-Key = the per-job key the job carries, the body {"due": …}).
 import { Logger, run } from 'graphile-worker';
-import { Pool } from 'undici';
+import { postToSink, sinkPool } from './lib/sink-post.mjs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -12,11 +12,7 @@ const env = (k) => {
 };
 /** The settings, as JSON from the harness (bench/lib/graphile.mjs GRAPHILE_TUNING). */
 const tuning = JSON.parse(env('BENCH_TUNING'));
-const sink = new Pool(`http://127.0.0.1:${env('BENCH_SINK_PORT')}`, {
-  connections: tuning.sinkConnections,
-  pipelining: 1,
-  keepAliveTimeout: 60_000,
-});
+const sink = sinkPool(env('BENCH_SINK_PORT'), tuning.sinkConnections);
 
 // graphile-worker logs every completed job at info level: 20,000 log lines per burst would cost this process
 // CPU the other peers do not spend. Warnings and errors still go to the log.
@@ -39,19 +35,7 @@ const runner = await run({
     },
   },
   taskList: {
-    post: async (payload) => {
-      const p = /** @type {{ run: string, key: string, due: number }} */ (payload);
-      const { statusCode, body } = await sink.request({
-        path: `/r/${p.run}`,
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'idempotency-key': p.key },
-        body: JSON.stringify({ due: p.due }),
-        headersTimeout: 10_000,
-        bodyTimeout: 10_000,
-      });
-      await body.dump();
-      if (statusCode < 200 || statusCode >= 300) throw new Error(`sink answered ${statusCode}`);
-    },
+    post: (payload) => postToSink(sink, /** @type {{ run: string, key: string, due: number }} */ (payload)),
   },
 });
 process.stdout.write('WORKER_READY\n');

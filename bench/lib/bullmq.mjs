@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Child } from './proc.mjs';
-import { progress, round } from './util.mjs';
+import { addRateLoop, progress, round } from './util.mjs';
 
 export const BULL_TUNING = {
   workerProcesses: 1,
@@ -64,34 +64,12 @@ export class BullBench {
    */
   async addRate({ connections, seconds }) {
     const q = new Queue(`${this.o.queueName}-submit`, { connection: this.connection });
-    const lat = [];
-    let n = 0;
-    const end = Date.now() + seconds * 1000;
-    const t0 = Date.now();
-    let shown = t0;
-    await Promise.all(Array.from({ length: connections }, async () => {
-      while (Date.now() < end) {
-        const s = performance.now();
-        await q.add('post', { run: 'never', due: 0 }, { delay: 3650 * 86_400_000, attempts: 1 });
-        lat.push(performance.now() - s);
-        n++;
-        if (Date.now() - shown >= 1000) {
-          shown = Date.now();
-          progress(`bullmq submission: ${n} jobs added so far`);
-        }
-      }
-    }));
-    const ms = Date.now() - t0;
-    lat.sort((a, b) => a - b);
+    const r = await addRateLoop('bullmq submission', { connections, seconds }, () =>
+      q.add('post', { run: 'never', due: 0 }, { delay: 3650 * 86_400_000, attempts: 1 }),
+    );
     await q.obliterate({ force: true });
     await q.close();
-    return {
-      connections,
-      seconds,
-      requests: n,
-      rate: round((n * 1000) / ms, 0),
-      latencyMs: { p50: round(lat[Math.floor(lat.length * 0.5)]), p99: round(lat[Math.floor(lat.length * 0.99)]), max: round(lat[lat.length - 1]) },
-    };
+    return r;
   }
 
   async close() {
